@@ -1,0 +1,30 @@
+"""The service facade: one object per server process that every interface (REST, web, CLI,
+scheduler) calls. Like Camunda's ``RepositoryService``/``RuntimeService``/``TaskService``, each
+attribute is a small public surface; the work happens in the layers below.
+"""
+
+from __future__ import annotations
+
+from .clock import Clock
+from .settings import Settings
+from .store import Database
+
+
+class Services:
+    """Everything a server process needs, built once from settings."""
+
+    def __init__(self, settings: Settings, *, database: Database | None = None, clock: Clock | None = None):
+        self.settings = settings
+        self.database = database or Database(settings.database_url)
+        self.clock = clock or Clock()
+        from .audit.service import AuditService
+        from .identity.service import IdentityService
+        from .repository.service import DefinitionService
+
+        self.audit = AuditService(self.database, self.clock)
+        self.identity = IdentityService(self.database, self.clock, settings)
+        self.definitions = DefinitionService(self.database, self.clock, settings)
+
+    def create_schema(self) -> None:
+        """Create the tables if they do not exist (first start)."""
+        self.database.create_all()
