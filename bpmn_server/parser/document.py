@@ -101,6 +101,7 @@ class BpmnDocument:
                 f", not <bpmn:definitions>{hint}",
                 line=root.sourceline,
                 column=1,
+                reason="not-bpmn",
             )
         _check_size(root, name, max_depth, max_elements)
         return cls(source, tree, name)

@@ -1,0 +1,62 @@
+"""Validate a BPMN document: XSD errors and semantic findings in one list, sorted by line."""
+
+from __future__ import annotations
+
+from ..errors import DocumentTooLarge, HostileDocument, InvalidDocument
+from .document import BpmnDocument
+from .findings import Finding
+from .rules import check_rules
+from .xsd import validate_xsd
+
+_LOAD_RULES = {
+    "not-well-formed": "the file must be well-formed XML; fix the syntax at the given line and column",
+    "not-bpmn": "export the model as BPMN 2.0 XML (root element bpmn:definitions in namespace "
+    "http://www.omg.org/spec/BPMN/20100524/MODEL)",
+    "hostile-xml": "remove the DOCTYPE/ENTITY declarations; BPMN files never need them",
+    "too-large": "split the model or raise the server's size limits",
+}
+
+
+def validate(document: BpmnDocument) -> list[Finding]:
+    """All XSD errors and semantic findings of a loaded document, sorted by line."""
+    findings = validate_xsd(document) + check_rules(document)
+    return sorted(findings, key=_order)
+
+
+def validate_source(source: bytes, name: str, **limits: int) -> list[Finding]:
+    """Load and validate bytes; a file that cannot be loaded gives one error finding saying why.
+
+    ``limits`` are passed to ``BpmnDocument.load`` (``max_bytes``, ``max_depth``, ``max_elements``).
+    """
+    try:
+        document = BpmnDocument.load(source, name, **limits)
+    except InvalidDocument as err:
+        return [load_error_finding(err, name)]
+    return validate(document)
+
+
+def load_error_finding(err: InvalidDocument, name: str) -> Finding:
+    """The finding for a file that was refused at load time."""
+    rule = load_error_rule(err)
+    return Finding(
+        rule=rule,
+        severity="error",
+        message=err.detail,
+        line=err.line,
+        column=err.column,
+        hint=_LOAD_RULES[rule],
+        file=name,
+    )
+
+
+def load_error_rule(err: InvalidDocument) -> str:
+    """The rule id of a load error: too-large, hostile-xml, not-bpmn or not-well-formed."""
+    if isinstance(err, DocumentTooLarge):
+        return "too-large"
+    if isinstance(err, HostileDocument):
+        return "hostile-xml"
+    return "not-bpmn" if err.extra.get("reason") == "not-bpmn" else "not-well-formed"
+
+
+def _order(finding: Finding) -> tuple[int, int, str, str]:
+    return (finding.line or 0, finding.column or 0, finding.rule, finding.element_id or "")
