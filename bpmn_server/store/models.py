@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -211,11 +213,12 @@ class MessageWait(Base):
 
 
 class AuditEvent(Base):
-    """Append-only, hash-chained record of every state change."""
+    """Append-only, hash-chained record of every state change (written only by ``audit.chain.record``)."""
 
     __tablename__ = "audit_event"
     __table_args__ = (
-        Index("ix_audit_instance", "instance_id"),
+        # (instance, sequence): the history of one case, and the trace-by-trace XES export, in index order
+        Index("ix_audit_instance", "instance_id", "sequence"),
         Index("ix_audit_actor", "actor"),
         Index("ix_audit_timestamp", "timestamp"),
     )
@@ -246,6 +249,41 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sequence: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# Append-only at the database level: UPDATE and DELETE of audit rows are refused by a trigger, so no
+# code path (or stray SQL from a console) can rewrite history without first dropping the trigger —
+# and the hash chain still exposes whatever was changed then. TRUNCATE stays possible on PostgreSQL
+# for test isolation; it is caught by verify through the audit_head row (see docs/audit.md).
+_AUDIT_APPEND_ONLY_PG = (
+    """
+    CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION USING
+            MESSAGE = 'audit_event is append-only: ' || TG_OP || ' refused',
+            ERRCODE = 'restrict_violation';
+    END;
+    $$
+    """,
+    """
+    CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event
+    FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()
+    """,
+)
+_AUDIT_APPEND_ONLY_SQLITE = (
+    """
+    CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event
+    BEGIN SELECT RAISE(ABORT, 'audit_event is append-only: UPDATE refused'); END
+    """,
+    """
+    CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event
+    BEGIN SELECT RAISE(ABORT, 'audit_event is append-only: DELETE refused'); END
+    """,
+)
+for _statement in _AUDIT_APPEND_ONLY_PG:
+    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
+for _statement in _AUDIT_APPEND_ONLY_SQLITE:
+    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
 
 
 class User(Base):

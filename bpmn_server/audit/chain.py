@@ -1,0 +1,204 @@
+"""Appending to the hash-chained audit log: ``record()`` is the one function every command calls.
+
+Why one chain with a single head row
+------------------------------------
+Each event's hash covers the previous event's hash, so the log is a single linked list in
+``sequence`` order, and the ``audit_head`` row holds its tip (last sequence and hash). A writer locks
+that row for the rest of its transaction (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite
+``Database.transaction()`` already begins with ``BEGIN IMMEDIATE``, which serializes all writers).
+The next writer therefore reads the tip only after the previous transaction committed or rolled back:
+sequence numbers have no gaps, and no two events can claim the same predecessor, whatever the
+number of threads, processes or machines.
+
+The cost: transactions that record audit events are serialized from their first ``record()`` call
+to their commit. Commands keep that window short by doing their work first and recording events at
+the end (DESIGN.md: load → change → reconcile → append audit events → commit). The alternative —
+per-instance chains anchored in a global chain — removes the contention but makes "was anything
+removed?" a question over many chains; one chain keeps ``verify`` a single linear walk.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..store.models import AuditEvent, AuditHead
+from . import events
+
+GENESIS_HASH = "0" * 64
+HEAD_ID = 1
+
+# Fields covered by the hash, in the canonical JSON (keys are sorted anyway).
+HASHED_FIELDS = (
+    "sequence",
+    "event_id",
+    "timestamp",
+    "event_type",
+    "instance_id",
+    "definition_key",
+    "definition_version",
+    "element_id",
+    "element_name",
+    "element_type",
+    "transition",
+    "actor",
+    "group",
+    "data",
+)
+
+_LIMITS = {
+    "instance_id": 36,
+    "definition_key": 255,
+    "element_id": 255,
+    "element_name": 512,
+    "element_type": 64,
+    "actor": 255,
+    "group": 255,
+}
+
+_HEAD_CACHE = "bpmn_server.audit.head"
+
+
+def record(
+    session: Session,
+    event_type: str,
+    *,
+    actor: str,
+    timestamp: datetime,
+    instance_id: str | None = None,
+    definition_key: str | None = None,
+    definition_version: int | None = None,
+    element_id: str | None = None,
+    element_name: str | None = None,
+    element_type: str | None = None,
+    transition: str | None = None,
+    group: str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the chain inside the caller's transaction and return it.
+
+    ``transition`` defaults to the XES lifecycle transition of the event type (events.py); pass it
+    to override (e.g. ``ate_abort`` for a task cancelled after it was claimed). ``data`` is made
+    JSON-safe (dates to ISO strings, sets to lists, NaN to strings) before it is hashed.
+    """
+    kind = events.event_type(event_type)
+    transition = transition or kind.transition
+    if transition not in events.TRANSITIONS:
+        raise ValueError(f"{transition!r} is not an XES lifecycle transition")
+    if not actor:
+        raise ValueError("every audit event needs an actor")
+    if timestamp.tzinfo is None:
+        raise ValueError("audit timestamps must be timezone-aware (UTC)")
+
+    head = _locked_head(session)
+    fields: dict[str, Any] = {
+        "sequence": head.sequence + 1,
+        "event_id": str(uuid.uuid4()),
+        "timestamp": timestamp.astimezone(UTC),
+        "event_type": kind.name,
+        "instance_id": _text(instance_id, "instance_id"),
+        "definition_key": _text(definition_key, "definition_key"),
+        "definition_version": None if definition_version is None else int(definition_version),
+        "element_id": _text(element_id, "element_id"),
+        "element_name": _text(element_name, "element_name"),
+        "element_type": _text(element_type, "element_type"),
+        "transition": transition,
+        "actor": _text(actor, "actor"),
+        "group": _text(group, "group"),
+        "data": json_safe(dict(data or {})),
+    }
+    fields["prev_hash"] = head.hash
+    fields["hash"] = event_hash(head.hash, fields)
+    event = AuditEvent(**fields)
+    session.add(event)
+    head.sequence = fields["sequence"]
+    head.hash = fields["hash"]
+    return event
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The head row, locked until the transaction ends; created (genesis) on first use.
+
+    The lock is taken once per transaction: later ``record()`` calls of the same transaction reuse
+    the already-locked row object, whose pending changes SQLAlchemy flushes at commit.
+    """
+    session.connection()  # begin the transaction now, so that it can be told apart from the last one
+    transaction = session.get_transaction()
+    cached = session.info.get(_HEAD_CACHE)
+    if cached is not None and cached[0] is transaction and cached[1] in session:
+        return cached[1]
+    locked = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    head = session.scalars(locked).first()
+    if head is None:
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        # Two first writers may race here: ON CONFLICT DO NOTHING makes the loser wait for the
+        # winner's commit and then simply lock the row the winner created.
+        session.execute(
+            dialect.insert(AuditHead)
+            .values(id=HEAD_ID, sequence=0, hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        head = session.scalars(locked).one()
+    session.info[_HEAD_CACHE] = (transaction, head)
+    return head
+
+
+def canonical_json(fields: Mapping[str, Any]) -> str:
+    """The canonical serialization of an event: the hashed fields, sorted keys, no spaces, UTF-8."""
+    body = {name: fields.get(name) for name in HASHED_FIELDS}
+    body["timestamp"] = _timestamp_text(body["timestamp"])
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def event_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
+    """sha256 over the previous hash followed by the event's canonical JSON, as 64 hex digits."""
+    return hashlib.sha256((prev_hash + canonical_json(fields)).encode("utf-8")).hexdigest()
+
+
+def _timestamp_text(value: datetime | str) -> str:
+    if isinstance(value, str):
+        return value
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _text(value: Any, field: str) -> str | None:
+    """Text as the database will store it: NUL-free and cut to the column's length."""
+    if value is None:
+        return None
+    return str(value).replace("\x00", "\ufffd")[: _LIMITS[field]]
+
+
+def json_safe(value: Any) -> Any:
+    """A copy of ``value`` that JSON round-trips unchanged, so its hash can be recomputed later."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((json_safe(v) for v in value), key=repr)
+    if isinstance(value, datetime):
+        return value.isoformat() if value.tzinfo is None else value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
