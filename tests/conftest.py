@@ -2,7 +2,8 @@
 the services facade with a manual clock, the Flask app and its test client.
 
 PostgreSQL runs when ``BPMN_SERVER_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it); each xdist
-worker gets a database of its own, emptied between tests.
+worker gets a database of its own, emptied between tests (``BPMN_SERVER_TEST_DB_TAG`` keeps
+several test runs on one server apart).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def _worker_postgres_url(worker_id: str) -> str:
     """A database of this xdist worker's own on the test PostgreSQL server (created on first use)."""
     base = POSTGRES_URL
     assert base is not None
-    name = f"bpmn_test_{worker_id}".replace("-", "_")
+    run = os.environ.get("BPMN_SERVER_TEST_DB_TAG", "")
+    name = f"bpmn_test_{run}{worker_id}".replace("-", "_")
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()

@@ -197,7 +197,7 @@ class RuleContext:
 
 def describe(element: etree._Element) -> str:
     """``userTask 'Approve refund' (Task_1)`` — how a modeler recognises an element."""
-    name = (element.get("name") or "").strip()
+    name = " ".join((element.get("name") or "").split())
     label = f"{local_name(element.tag)} '{name}'" if name else local_name(element.tag)
     element_id = element.get("id")
     return f"{label} ({element_id})" if element_id else label

@@ -254,7 +254,8 @@ class AuditHead(Base):
 # Append-only at the database level: UPDATE and DELETE of audit rows are refused by a trigger, so no
 # code path (or stray SQL from a console) can rewrite history without first dropping the trigger —
 # and the hash chain still exposes whatever was changed then. TRUNCATE stays possible on PostgreSQL
-# for test isolation; it is caught by verify through the audit_head row (see docs/audit.md).
+# (tests empty every table with it); against a wiped log only an anchor kept outside the database
+# helps (``audit verify --anchor``, docs/audit.md).
 _AUDIT_APPEND_ONLY_PG = (
     """
     CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,0 +1,64 @@
+"""The REST API under /api/v1: flask-smorest blueprints, OpenAPI generated from the schemas,
+and every error as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from ..errors import BpmnServerError
+from .problems import from_domain_error, from_http_exception
+
+API_TITLE = "bpmn_server"
+API_VERSION = "v1"
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api with problem+json for every HTTP error."""
+
+    def handle_http_exception(self, error: HTTPException):
+        return from_http_exception(error)
+
+
+def init_app(app: Flask) -> Api:
+    """Register the API blueprints and error mapping on the app."""
+    app.config.setdefault("API_TITLE", API_TITLE)
+    app.config.setdefault("API_VERSION", API_VERSION)
+    app.config.setdefault("OPENAPI_VERSION", "3.1.0")
+    app.config.setdefault("OPENAPI_URL_PREFIX", "/api")
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    app.config.setdefault("OPENAPI_SWAGGER_UI_PATH", "docs")
+    app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "/static/vendor/swagger-ui/")
+    api = ProblemApi(
+        app,
+        spec_kwargs={
+            "info": {"description": "BPMN 2.0 modeling and execution server. Authenticate with "
+                                    "'Authorization: Bearer <token>'."},
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        },
+    )
+    app.register_error_handler(BpmnServerError, from_domain_error)
+
+    from . import definitions, health, identity
+
+    for module in (health, definitions, identity):
+        api.register_blueprint(module.blp)
+    for module in _optional_blueprints():
+        api.register_blueprint(module.blp)
+    return api
+
+
+def _optional_blueprints():
+    """Blueprints of features that register themselves here as they land."""
+    import importlib
+
+    modules = []
+    for name in ("instances", "tasks", "messages", "timers", "notifications", "audit", "sop"):
+        try:
+            modules.append(importlib.import_module(f"{__name__}.{name}"))
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+    return modules

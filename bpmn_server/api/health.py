@@ -1,0 +1,34 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from .auth import services
+from .problems import problem_response
+
+blp = Blueprint("health", __name__, description="Health")
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+@blp.route("/healthz")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self):
+        """The process is up."""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Ready(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self):
+        """The process can reach its database."""
+        if not services().database.ping():
+            return problem_response(503, "not-ready", "Not ready", "the database does not answer")
+        return {"status": "ready"}

@@ -1,0 +1,658 @@
+"""Build SpiffWorkflow specs from a BPMN document: executable processes only, standard BPMN as other
+tools write it (ISO-8601 timer literals, JUEL conditions, Camunda/Zeebe/standard task assignment).
+
+Spiff never sees non-executable content: the document is copied, every process that is neither
+executable nor called by an executable one is removed, and only then handed to Spiff's parser.
+What Spiff cannot run becomes a ``not-executable-element`` finding instead of an import error.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnParser, full_tag
+from SpiffWorkflow.bpmn.parser.event_parsers import (
+    BoundaryEventParser,
+    EndEventParser,
+    IntermediateCatchEventParser,
+    IntermediateThrowEventParser,
+    ReceiveTaskParser,
+    SendTaskParser,
+    StartEventParser,
+)
+from SpiffWorkflow.bpmn.parser.task_parsers import ScriptTaskParser
+from SpiffWorkflow.bpmn.parser.TaskParser import TaskParser
+from SpiffWorkflow.bpmn.parser.util import first
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
+from SpiffWorkflow.bpmn.specs.defaults import ManualTask, ServiceTask, UserTask
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimeDateEventDefinition,
+)
+from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask as SubWorkflowTaskMixin
+from SpiffWorkflow.bpmn.util import PendingBpmnEvent
+from SpiffWorkflow.util.task import TaskState
+
+from .document import BpmnDocument
+from .findings import Finding
+from .namespaces import BPMN, CAMUNDA, ZEEBE, local_name, q
+from .timer_text import TimerSpec, TimerTextError, as_utc, parse_date_time, parse_timer
+
+RULE = "not-executable-element"
+
+# Elements Spiff has no parser for, with the reason a modeler reads in the finding.
+UNSUPPORTED = {
+    "complexGateway": "complex gateways are not supported by the engine; use inclusive or exclusive gateways",
+    "businessRuleTask": "business rule tasks (DMN) are not supported by the engine yet",
+}
+
+
+# -- specs of human tasks --------------------------------------------------------------------------
+@dataclass
+class Assignment:
+    """Who may work on a human task and when it is due, as written in the model (expressions unevaluated)."""
+
+    assignee: str | None = None
+    candidate_users: list[str] = field(default_factory=list)
+    candidate_groups: list[str] = field(default_factory=list)
+    due_date: str | None = None
+    follow_up_date: str | None = None
+    priority: str | None = None
+    form_key: str | None = None
+    lane: str | None = None
+
+
+@dataclass
+class FormField:
+    """One field of a task form (``camunda:formField``): id, label, type, required, default, enum values."""
+
+    id: str
+    label: str | None = None
+    type: str = "string"
+    required: bool = False
+    readonly: bool = False
+    default: str | None = None
+    values: list[dict[str, str]] = field(default_factory=list)
+    validation: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "label": self.label or self.id,
+            "type": self.type,
+            "required": self.required,
+            "readonly": self.readonly,
+            "default": self.default,
+            "values": list(self.values),
+            "validation": dict(self.validation),
+        }
+
+
+class HumanTaskMixin:
+    """Assignment and form of a user or manual task (what the ``human_task`` projection shows)."""
+
+    assignment: Assignment
+    form_fields: list[FormField]
+
+
+class HumanUserTask(HumanTaskMixin, UserTask):
+    def __init__(self, wf_spec, bpmn_id, assignment=None, form_fields=None, **kwargs):
+        super().__init__(wf_spec, bpmn_id, **kwargs)
+        self.assignment = assignment or Assignment()
+        self.form_fields = form_fields or []
+
+
+class HumanManualTask(HumanTaskMixin, ManualTask):
+    def __init__(self, wf_spec, bpmn_id, assignment=None, form_fields=None, **kwargs):
+        super().__init__(wf_spec, bpmn_id, **kwargs)
+        self.assignment = assignment or Assignment()
+        self.form_fields = form_fields or []
+
+
+class PassThroughServiceTask(ServiceTask):
+    """A service or send task without an implementation: completes at once (Spiff's would hang STARTED)."""
+
+    def _run_hook(self, my_task):
+        return True
+
+
+# -- timers ---------------------------------------------------------------------------------------
+def now_of(workflow) -> datetime:
+    """The engine clock of a workflow: the runtime sets ``workflow.top_workflow.clock`` each command."""
+    clock = getattr(workflow.top_workflow, "clock", None)
+    return clock.now() if clock is not None else datetime.now(UTC)
+
+
+def read_timer_text(text: str, kind: str) -> TimerSpec | None:
+    """The parsed literal or ``${…}`` expression; ``None`` for a Python expression (evaluated at run time)."""
+    try:
+        return parse_timer(text, kind)
+    except TimerTextError:
+        if _looks_like_literal(text):
+            raise
+        return None
+
+
+def _looks_like_literal(text: str) -> bool:
+    """A text that starts like an ISO date, duration or cycle is a (mistyped) literal, not Python."""
+    return bool(re.match(r"^\s*(R\d*/|P[\dT]|\d{4}-\d{2})", text, re.IGNORECASE))
+
+
+def resolve_timer(my_task, text: str, kind: str) -> TimerSpec:
+    """The one rule for timer texts (docs/runtime.md): ISO-8601 or cron literals are taken as written,
+    ``${…}``/``#{…}`` is a JUEL expression, anything else is a Python expression over the instance
+    data; an expression's value (text, datetime or timedelta) is then read as a literal."""
+    spec = read_timer_text(text, kind)
+    if spec is not None and not spec.is_expression:
+        return spec
+    value = my_task.workflow.script_engine.evaluate(my_task, text.strip())
+    if isinstance(value, datetime):
+        value = as_utc(value).isoformat()
+    elif isinstance(value, timedelta):
+        value = f"PT{value.total_seconds():g}S"
+    elif isinstance(value, int | float) and kind == "timeDuration":
+        value = f"PT{value:g}S"
+    if not isinstance(value, str):
+        raise TimerTextError(f"the timer expression '{text.strip()}' gave {value!r}, not a date, duration or cycle")
+    return parse_timer(value, kind)
+
+
+def parse_datetime_utc(value: Any) -> datetime:
+    """A timezone-aware UTC datetime from an ISO text or datetime; a value without offset is UTC."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    return parse_date_time(str(value))
+
+
+class ServerTimeDate(TimeDateEventDefinition):
+    """A timer at a date: ISO literal or expression; dates without offset are UTC, never local time."""
+
+    def has_fired(self, my_task):
+        event_value = my_task._get_internal_data("event_value")
+        if event_value is None:
+            now = now_of(my_task.workflow)
+            event_value = resolve_timer(my_task, self.expression, "timeDate").next_due(now).isoformat()
+            my_task._set_internal_data(event_value=event_value)
+        if parse_datetime_utc(event_value) <= now_of(my_task.workflow):
+            my_task._set_internal_data(event_fired=True)
+        return my_task._get_internal_data("event_fired", False)
+
+
+class ServerDuration(DurationTimerEventDefinition):
+    """A timer after a duration, counted from the moment the event is reached, on the engine clock."""
+
+    def has_fired(self, my_task):
+        event_value = my_task._get_internal_data("event_value")
+        if event_value is None:
+            now = now_of(my_task.workflow)
+            event_value = resolve_timer(my_task, self.expression, "timeDuration").next_due(now).isoformat()
+            my_task._set_internal_data(event_value=event_value)
+        if parse_datetime_utc(event_value) <= now_of(my_task.workflow):
+            my_task._set_internal_data(event_fired=True)
+        return my_task._get_internal_data("event_fired", False)
+
+
+class ServerCycle(CycleTimerEventDefinition):
+    """A repeating timer (``R3/PT1H``, ``R/2026-01-01T09:00Z/P1D``, cron) on the engine clock.
+
+    Its internal ``event_value`` is ``{"text", "started", "fired", "next"}``; ``next`` is None once
+    every repetition has fired.
+    """
+
+    def cycle_complete(self, my_task):
+        now = now_of(my_task.workflow)
+        event_value = my_task._get_internal_data("event_value")
+        if event_value is None:
+            spec = resolve_timer(my_task, self.expression, "timeCycle")
+            due = spec.next_due(now, 0, now)
+            event_value = {"text": spec.text if not spec.is_expression else self.expression,
+                           "literal": _literal_of(spec), "started": now.isoformat(), "fired": 0,
+                           "next": due.isoformat() if due else None}
+        ready = False
+        if event_value["next"] is not None and parse_datetime_utc(event_value["next"]) <= now:
+            event_value["fired"] += 1
+            spec = parse_timer(event_value["literal"], "timeCycle")
+            due = spec.next_due(now, event_value["fired"], parse_datetime_utc(event_value["started"]))
+            event_value["next"] = due.isoformat() if due else None
+            ready = True
+        if event_value["next"] is None and not ready:
+            my_task.internal_data["event_fired"] = True
+        my_task._set_internal_data(event_value=event_value)
+        return ready
+
+    def has_fired(self, my_task):
+        return my_task._get_internal_data("event_fired", False)
+
+    def update_task(self, my_task):
+        if self.cycle_complete(my_task):
+            for output in my_task.task_spec.outputs:
+                child = my_task._add_child(output, TaskState.FUTURE)
+                child.task_spec._predict(child, mask=TaskState.NOT_FINISHED_MASK)
+                child.task_spec._update(child)
+
+    def details(self, my_task):
+        event_value = my_task._get_internal_data("event_value") or {}
+        return PendingBpmnEvent(self.name, self.__class__.__name__, event_value.get("next"))
+
+
+def _literal_of(spec: TimerSpec) -> str:
+    text = spec.text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1].strip()
+    return text
+
+
+def timer_due(my_task) -> datetime | None:
+    """When a waiting timer task is due, from the value kept in its internal data (None: not armed)."""
+    event_value = my_task.internal_data.get("event_value")
+    if isinstance(event_value, dict):
+        event_value = event_value.get("next")
+    if event_value is None:
+        return None
+    return parse_datetime_utc(event_value)
+
+
+# -- parsers --------------------------------------------------------------------------------------
+class TimerTextParserMixin:
+    """Timer definitions that take ISO literals unquoted and run on the engine clock."""
+
+    def parse_timer_event(self, event):
+        description = self.get_event_description(event)
+        name = self.node.get("name", self.node.get("id"))
+        for tag, cls in (("timeDate", ServerTimeDate), ("timeDuration", ServerDuration), ("timeCycle", ServerCycle)):
+            node = first(self.xpath(f".//bpmn:{tag}"))
+            if node is not None:
+                text = (node.text or "").strip()
+                try:
+                    read_timer_text(text, tag)
+                except TimerTextError as err:
+                    self.raise_validation_exception(f"timer {tag}: {err}")
+                return cls(name, text, description=description)
+        self.raise_validation_exception("the timer has no timeDate, timeDuration or timeCycle")
+
+
+class ServerStartEventParser(TimerTextParserMixin, StartEventParser):
+    pass
+
+
+class ServerEndEventParser(TimerTextParserMixin, EndEventParser):
+    pass
+
+
+class ServerIntermediateCatchEventParser(TimerTextParserMixin, IntermediateCatchEventParser):
+    pass
+
+
+class ServerIntermediateThrowEventParser(TimerTextParserMixin, IntermediateThrowEventParser):
+    pass
+
+
+class ServerBoundaryEventParser(TimerTextParserMixin, BoundaryEventParser):
+    pass
+
+
+class ServerSendTaskParser(TimerTextParserMixin, SendTaskParser):
+    pass
+
+
+class ServerReceiveTaskParser(TimerTextParserMixin, ReceiveTaskParser):
+    pass
+
+
+class ImplicitSplitMixin:
+    """Several unconditional outgoing flows leaving a task are a parallel split (BPMN 2.0 §10.5.1)."""
+
+    def handles_multiple_outgoing(self):
+        flows = self.process_parser.get_outgoing_sequence_flows(self.bpmn_id)
+        return all(self.parse_condition(flow) is None for flow in flows)
+
+
+class ServerTaskParser(ImplicitSplitMixin, TaskParser):
+    pass
+
+
+class ServerScriptTaskParser(ImplicitSplitMixin, ScriptTaskParser):
+    def get_script(self):
+        script = super().get_script()
+        if script is None or not script.strip():
+            self.raise_validation_exception("the script task has no script")
+        return script
+
+
+class HumanTaskParser(ImplicitSplitMixin, TaskParser):
+    """User and manual tasks with assignment (Camunda, Zeebe, standard resources, lane) and form."""
+
+    def create_task(self):
+        return self.spec_class(
+            self.spec,
+            self.bpmn_id,
+            assignment=read_assignment(self.node, self.lane),
+            form_fields=read_form(self.node),
+            **self.bpmn_attributes,
+        )
+
+
+class ServerBpmnParser(BpmnParser):
+    """Spiff's BPMN parser with the task parsers that make imported models run as written."""
+
+    OVERRIDE_PARSER_CLASSES = {
+        full_tag("userTask"): (HumanTaskParser, HumanUserTask),
+        full_tag("manualTask"): (HumanTaskParser, HumanManualTask),
+        full_tag("task"): (ServerTaskParser, BpmnParser.PARSER_CLASSES[full_tag("task")][1]),
+        full_tag("scriptTask"): (ServerScriptTaskParser, BpmnParser.PARSER_CLASSES[full_tag("scriptTask")][1]),
+        full_tag("serviceTask"): (ServerTaskParser, PassThroughServiceTask),
+        full_tag("startEvent"): (ServerStartEventParser, BpmnParser.PARSER_CLASSES[full_tag("startEvent")][1]),
+        full_tag("endEvent"): (ServerEndEventParser, BpmnParser.PARSER_CLASSES[full_tag("endEvent")][1]),
+        full_tag("intermediateCatchEvent"): (
+            ServerIntermediateCatchEventParser,
+            BpmnParser.PARSER_CLASSES[full_tag("intermediateCatchEvent")][1],
+        ),
+        full_tag("intermediateThrowEvent"): (
+            ServerIntermediateThrowEventParser,
+            BpmnParser.PARSER_CLASSES[full_tag("intermediateThrowEvent")][1],
+        ),
+        full_tag("boundaryEvent"): (ServerBoundaryEventParser, BpmnParser.PARSER_CLASSES[full_tag("boundaryEvent")][1]),
+        full_tag("sendTask"): (ServerSendTaskParser, BpmnParser.PARSER_CLASSES[full_tag("sendTask")][1]),
+        full_tag("receiveTask"): (ServerReceiveTaskParser, BpmnParser.PARSER_CLASSES[full_tag("receiveTask")][1]),
+    }
+
+
+# -- reading assignment and forms -------------------------------------------------------------------
+_EXPRESSION = re.compile(r"^\s*[$#]\{(.*)\}\s*$", re.DOTALL)
+_USER_OR_GROUP = re.compile(r"^\s*(user|group)\s*\(\s*(.*?)\s*\)\s*$")
+
+
+def split_list(text: str | None) -> list[str]:
+    """A comma-separated list, keeping ``${…}`` expressions (which may contain commas) whole."""
+    if not text:
+        return []
+    if _EXPRESSION.match(text):
+        return [text.strip()]
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _resource_names(node: etree._Element, tag: str) -> list[str]:
+    texts: list[str] = []
+    root = node.getroottree().getroot()
+    for role in node.findall(q(tag)):
+        for expression in role.iter(q("formalExpression")):
+            if expression.text and expression.text.strip():
+                texts.append(expression.text.strip())
+        ref = role.find(q("resourceRef"))
+        if ref is not None and ref.text:
+            resource_id = ref.text.strip().split(":")[-1]
+            for resource in root.iter(q("resource")):
+                if resource.get("id") == resource_id:
+                    texts.append(resource.get("name") or resource_id)
+    return texts
+
+
+def read_assignment(node: etree._Element, lane: str | None) -> Assignment:
+    """Assignment from ``camunda:``/``zeebe:`` attributes, ``potentialOwner``/``humanPerformer``, and lane."""
+    a = Assignment(lane=lane)
+
+    def camunda(name: str) -> str | None:
+        value = node.get(f"{{{CAMUNDA}}}{name}")
+        return value.strip() if value and value.strip() else None
+
+    a.assignee = camunda("assignee")
+    a.candidate_users = split_list(camunda("candidateUsers"))
+    a.candidate_groups = split_list(camunda("candidateGroups"))
+    a.due_date = camunda("dueDate")
+    a.follow_up_date = camunda("followUpDate")
+    a.priority = camunda("priority")
+    a.form_key = camunda("formKey")
+
+    extensions = node.find(q("extensionElements"))
+    if extensions is not None:
+        zeebe_assignment = extensions.find(f"{{{ZEEBE}}}assignmentDefinition")
+        if zeebe_assignment is not None:
+            a.assignee = a.assignee or _strip_feel(zeebe_assignment.get("assignee"))
+            a.candidate_users += split_list(_strip_feel(zeebe_assignment.get("candidateUsers")))
+            a.candidate_groups += split_list(_strip_feel(zeebe_assignment.get("candidateGroups")))
+        schedule = extensions.find(f"{{{ZEEBE}}}taskSchedule")
+        if schedule is not None:
+            a.due_date = a.due_date or _strip_feel(schedule.get("dueDate"))
+            a.follow_up_date = a.follow_up_date or _strip_feel(schedule.get("followUpDate"))
+        priority = extensions.find(f"{{{ZEEBE}}}priorityDefinition")
+        if priority is not None:
+            a.priority = a.priority or _strip_feel(priority.get("priority"))
+
+    for text in _resource_names(node, "potentialOwner"):
+        for part in split_list(text):
+            match = _USER_OR_GROUP.match(part)
+            if match and match.group(1) == "user":
+                a.candidate_users.append(match.group(2))
+            else:
+                a.candidate_groups.append(match.group(2) if match else part)
+    for text in _resource_names(node, "humanPerformer") + _resource_names(node, "performer"):
+        match = _USER_OR_GROUP.match(text)
+        if match and match.group(1) == "group":
+            a.candidate_groups.append(match.group(2))
+        elif a.assignee is None:
+            a.assignee = match.group(2) if match else text
+
+    if not (a.assignee or a.candidate_users or a.candidate_groups) and lane:
+        a.candidate_groups = [lane]
+    a.candidate_users = list(dict.fromkeys(a.candidate_users))
+    a.candidate_groups = list(dict.fromkeys(a.candidate_groups))
+    return a
+
+
+def _strip_feel(value: str | None) -> str | None:
+    """Zeebe writes static values plainly and FEEL expressions as ``=expr``; we keep static ones."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    return "${" + value[1:].strip() + "}" if value.startswith("=") else value
+
+
+_FORM_TYPES = {"string", "long", "boolean", "date", "enum", "double", "integer", "number", "text"}
+
+
+def read_form(node: etree._Element) -> list[FormField]:
+    """The ``camunda:formData`` fields of a task, with required/readonly and other constraints."""
+    fields: list[FormField] = []
+    for form_field in node.iter(f"{{{CAMUNDA}}}formField"):
+        field_type = (form_field.get("type") or "string").strip()
+        f = FormField(
+            id=(form_field.get("id") or "").strip(),
+            label=form_field.get("label"),
+            type=field_type if field_type in _FORM_TYPES else field_type,
+            default=form_field.get("defaultValue"),
+        )
+        for child in form_field:
+            name = local_name(child.tag)
+            if name == "validation":
+                for constraint in child:
+                    constraint_name = (constraint.get("name") or "").strip()
+                    if constraint_name == "required":
+                        f.required = True
+                    elif constraint_name == "readonly":
+                        f.readonly = True
+                    elif constraint_name:
+                        f.validation[constraint_name] = constraint.get("config") or ""
+            elif name == "value":
+                f.values.append({"id": child.get("id") or "", "name": child.get("name") or child.get("id") or ""})
+        if f.id:
+            fields.append(f)
+    return fields
+
+
+# -- building specs ---------------------------------------------------------------------------------
+@dataclass
+class ProcessSpecs:
+    """What Spiff needs to start an instance: the process spec and the specs of what it calls."""
+
+    process_id: str
+    spec: BpmnProcessSpec
+    subprocess_specs: dict[str, BpmnProcessSpec]
+
+
+def _called_ids(process: etree._Element) -> set[str]:
+    return {
+        (call.get("calledElement") or "").strip()
+        for call in process.iter(q("callActivity"))
+        if call.get("calledElement")
+    }
+
+
+def runnable_process_ids(document: BpmnDocument) -> set[str]:
+    """The executable processes plus every process they call, transitively."""
+    by_id = {p.get("id"): p for p in document.process_elements}
+    keep = {p.id for p in document.processes() if p.is_executable}
+    todo = list(keep)
+    while todo:
+        process = by_id.get(todo.pop())
+        if process is None:
+            continue
+        for called in _called_ids(process):
+            if called in by_id and called not in keep:
+                keep.add(called)
+                todo.append(called)
+    return keep
+
+
+def executable_tree(document: BpmnDocument, keep: set[str]) -> etree._Element:
+    """A copy of the document without the processes Spiff must not see; kept ones marked executable."""
+    root = copy.deepcopy(document.root)
+    for process in root.findall(q("process")):
+        if process.get("id") in keep:
+            process.set("isExecutable", "true")
+        else:
+            root.remove(process)
+    return root
+
+
+def _new_parser(root: etree._Element, name: str) -> ServerBpmnParser:
+    parser = ServerBpmnParser()
+    parser.add_bpmn_xml(root, filename=name)
+    return parser
+
+
+def build_specs(document: BpmnDocument, process_id: str) -> ProcessSpecs:
+    """The Spiff specs of one executable process; raises ``ValidationException`` when Spiff can't run it."""
+    keep = runnable_process_ids(document)
+    if process_id not in keep:
+        raise ValidationException(f"process '{process_id}' is not executable (isExecutable is not true)")
+    parser = _new_parser(executable_tree(document, keep), document.name)
+    spec = parser.get_spec(process_id)
+    subprocess_specs = parser.get_subprocess_specs(process_id)
+    # event sub-processes and embedded sub-processes are parsed as separate specs too
+    for name, process_parser in parser.process_parsers.items():
+        if name != process_id and name not in subprocess_specs and process_parser.spec is not None:
+            subprocess_specs[name] = process_parser.spec
+    _check_subprocesses(subprocess_specs, process_id)
+    return ProcessSpecs(process_id, spec, subprocess_specs)
+
+
+def _check_subprocesses(subprocess_specs: dict[str, Any], process_id: str) -> None:
+    missing = [name for name, spec in subprocess_specs.items() if spec is None]
+    if missing:
+        raise ValidationException(
+            f"process '{process_id}' calls {', '.join(sorted(missing))}, which this file does not contain"
+        )
+    for spec in subprocess_specs.values():
+        for task_spec in spec.task_specs.values():
+            if isinstance(task_spec, SubWorkflowTaskMixin) and task_spec.spec not in subprocess_specs:
+                raise ValidationException(f"'{task_spec.name}' calls '{task_spec.spec}', which was not found")
+
+
+# -- findings -------------------------------------------------------------------------------------
+def spec_findings(document: BpmnDocument) -> list[Finding]:
+    """Errors for every element of an executable process that the engine cannot run, with the reason."""
+    findings: list[Finding] = []
+    keep = runnable_process_ids(document)
+    for process in document.process_elements:
+        process_id = process.get("id") or ""
+        if process_id not in keep:
+            continue
+        before = len(findings)
+        findings.extend(_static_findings(process, process_id))
+        if len(findings) > before:
+            continue  # Spiff would stop at the first of these anyway
+        try:
+            build_specs(document, process_id)
+        except ValidationException as err:
+            findings.append(_finding_from(err, document, process_id))
+        except Exception as err:  # noqa: BLE001 - any parser crash is a finding, never an import error
+            findings.append(Finding(RULE, "error", f"the engine cannot load this process: {err}",
+                                    element_id=process_id, line=process.sourceline, process_id=process_id))
+    return findings
+
+
+def _static_findings(process: etree._Element, process_id: str) -> list[Finding]:
+    """Constructs we know Spiff cannot run, each reported where it is (no parse needed)."""
+    found: list[Finding] = []
+
+    def add(element: etree._Element, message: str, hint: str | None = None) -> None:
+        found.append(Finding(RULE, "error", message, element_id=element.get("id"), line=element.sourceline,
+                             process_id=process_id, hint=hint))
+
+    flows_by_source: dict[str, list[etree._Element]] = {}
+    for flow in process.iter(q("sequenceFlow")):
+        flows_by_source.setdefault(flow.get("sourceRef") or "", []).append(flow)
+    for element in process.iter(etree.Element):
+        if not isinstance(element.tag, str) or not element.tag.startswith(f"{{{BPMN}}}"):
+            continue
+        name = local_name(element.tag)
+        if name in UNSUPPORTED:
+            add(element, f"<{name}> cannot run: {UNSUPPORTED[name]}")
+        elif name in ("task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
+                      "callActivity", "subProcess", "businessRuleTask"):
+            flows = flows_by_source.get(element.get("id") or "", [])
+            if len(flows) > 1 and any(f.find(q("conditionExpression")) is not None for f in flows):
+                add(element, f"<{name}> has conditional outgoing sequence flows (an implicit split), which the "
+                    "engine cannot run", hint="put an exclusive or inclusive gateway after the activity and move "
+                    "the conditions to its outgoing flows")
+            if name == "serviceTask" and _service_implementation(element):
+                add(element, f"service task uses {_service_implementation(element)}, which this server cannot "
+                    "call", hint="use a script task, or a message the integrator answers")
+        elif name == "boundaryEvent":
+            definitions = [local_name(c.tag) for c in element if local_name(c.tag).endswith("EventDefinition")]
+            if not definitions:
+                add(element, "a boundary event needs an event definition (timer, message, signal, error…)")
+            if "compensateEventDefinition" in definitions:
+                add(element, "compensation is not supported by the engine")
+        elif name in ("intermediateThrowEvent", "endEvent"):
+            if any(local_name(c.tag) == "compensateEventDefinition" for c in element):
+                add(element, "compensation is not supported by the engine")
+        elif name == "dataStoreReference":
+            add(element, "data stores are not supported by the engine")
+    return found
+
+
+def _service_implementation(element: etree._Element) -> str | None:
+    for attribute in ("class", "delegateExpression", "expression", "type"):
+        if element.get(f"{{{CAMUNDA}}}{attribute}"):
+            return f"camunda:{attribute}"
+    if element.find(f"{q('extensionElements')}/{{{CAMUNDA}}}connector") is not None:
+        return "a Camunda connector"
+    if element.find(f"{q('extensionElements')}/{{{ZEEBE}}}taskDefinition") is not None:
+        return "a Zeebe job worker (zeebe:taskDefinition)"
+    implementation = element.get("implementation")
+    if implementation and implementation not in ("##unspecified", "##WebService"):
+        return f"implementation '{implementation}'"
+    return None
+
+
+def _finding_from(err: ValidationException, document: BpmnDocument, process_id: str) -> Finding:
+    element_id = getattr(err, "id", None) or process_id
+    message = str(err).split("\n")[0].strip() or err.__class__.__name__
+    tag = getattr(err, "tag", "") or ""
+    where = f"<{tag}> " if tag else ""
+    return Finding(
+        RULE,
+        "error",
+        f"{where}cannot run: {message}",
+        element_id=element_id,
+        line=document.line_of(element_id),
+        process_id=process_id,
+    )

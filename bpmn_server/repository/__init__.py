@@ -1,0 +1,1 @@
+"""The versioned model repository: deploy, list, fetch, export and retire process definitions."""
