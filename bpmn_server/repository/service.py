@@ -129,7 +129,7 @@ class DefinitionService:
                 key=process.id,
                 version=version,
                 name=process.name,
-                deployment_id=deployment.id,
+                deployment=deployment,
                 executable=process.is_executable,
                 owner=deployed_by,
                 findings=[f.as_dict() for f in own_findings],

@@ -50,12 +50,15 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only unit of work; nothing it does is committed."""
+        """A read-only unit of work; nothing it does is committed.
+
+        ``close()`` ends the transaction without expiring what was loaded (``rollback()`` would), so
+        the objects a read returns stay usable, detached, after the block.
+        """
         session = self._read_sessions()
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
     def create_all(self) -> None:
