@@ -193,6 +193,7 @@ class Timer(Base):
     fire_count: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]  # after a failed firing: not before this (backoff)
     lock_owner: Mapped[str | None] = mapped_column(String(64))
     lock_until: Mapped[datetime | None]
     fired_at: Mapped[datetime | None]
