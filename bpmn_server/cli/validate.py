@@ -1,7 +1,9 @@
 """``bpmn-server validate PATH...``: validate BPMN files or folders, for people and for CI.
 
-Prints every finding as ``file:line: severity rule [element-id] message`` and a summary line;
-exits 0 without errors, 1 with errors (or warnings under ``--strict``), 2 on a usage error.
+Prints every finding as ``file:line: severity rule [element-id] message`` (with a ``hint:`` line
+when there is one) and a summary line. Exit codes: 0 no error-level finding, 1 at least one error
+(or a warning under ``--strict``; a file that cannot be read, is not XML, not BPMN, hostile or too
+large is an error too), 2 a usage error (no such path, no BPMN file found, bad option).
 """
 
 from __future__ import annotations
@@ -35,17 +37,42 @@ def _looks_like_bpmn(path: Path) -> bool:
     """``.bpmn`` files always count; an ``.xml`` file only if it mentions the BPMN model namespace."""
     if path.suffix.lower() != ".xml":
         return True
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError:
+        return True  # reported as unreadable rather than skipped in silence
     return BPMN.encode() in head or BPMN.encode("utf-16-le") in head or BPMN.encode("utf-16-be") in head
 
 
-def format_finding(finding: Finding) -> str:
-    """One finding on one line: ``file:line: severity rule [element-id] message``."""
-    location = f"{finding.file}:{finding.line}" if finding.line else f"{finding.file}"
+def format_finding(finding: Finding, hints: bool = True) -> str:
+    """One finding on one line: ``file:line[:column]: severity rule [element-id] message`` (+ hint)."""
+    location = str(finding.file)
+    if finding.line:
+        location += f":{finding.line}" + (f":{finding.column}" if finding.column else "")
     element = f" [{finding.element_id}]" if finding.element_id else ""
     message = " ".join(finding.message.split())
-    return f"{location}: {finding.severity} {finding.rule}{element} {message}"
+    text = f"{location}: {finding.severity} {finding.rule}{element} {message}"
+    if hints and finding.hint:
+        text += f"\n    hint: {' '.join(finding.hint.split())}"
+    return text
+
+
+def validate_file(path: Path, engine: bool = True) -> list[Finding]:
+    """The findings of one file; a file that cannot be read gives one ``unreadable`` error."""
+    try:
+        source = path.read_bytes()
+    except OSError as err:
+        return [
+            Finding(
+                rule="unreadable",
+                severity="error",
+                message=f"cannot read the file: {err.strerror or err}",
+                hint="check that the file exists and that you may read it",
+                file=str(path),
+            )
+        ]
+    return validate_source(source, str(path), engine=engine)
 
 
 @click.command("validate")
@@ -64,18 +91,25 @@ def format_finding(finding: Finding) -> str:
     help="text for people, json for CI pipelines",
 )
 @click.option("--strict", is_flag=True, help="fail (exit 1) on warnings too, not only on errors")
-def validate_command(paths: tuple[Path, ...], output_format: str, strict: bool) -> None:
-    """Validate BPMN files or folders (searched recursively): XSD errors and semantic findings."""
+@click.option(
+    "--engine/--no-engine",
+    default=True,
+    show_default=True,
+    help="also check that this server can run every element of each executable process "
+    "(not-executable-element); --no-engine checks BPMN validity only, as for model interchange",
+)
+@click.option("--hints/--no-hints", default=True, show_default=True, help="print how to fix each finding")
+def validate_command(
+    paths: tuple[Path, ...], output_format: str, strict: bool, engine: bool, hints: bool
+) -> None:
+    """Validate BPMN files or folders (searched recursively): XSD errors and semantic findings.
+
+    Exit status: 0 no errors, 1 errors (or warnings with --strict), 2 usage error.
+    """
     files = list(dict.fromkeys(bpmn_files(paths)))
     if not files:
         raise click.UsageError("no BPMN files (*.bpmn, *.bpmn2, BPMN *.xml) found in the given paths")
-    results: list[tuple[Path, list[Finding]]] = []
-    for path in files:
-        try:
-            source = path.read_bytes()
-        except OSError as err:
-            raise click.UsageError(f"cannot read {path}: {err.strerror}") from None
-        results.append((path, validate_source(source, str(path))))
+    results = [(path, validate_file(path, engine)) for path in files]
     all_findings = [finding for _, findings in results for finding in findings]
     counts = {
         severity: sum(1 for finding in all_findings if finding.severity == severity)
@@ -103,7 +137,7 @@ def validate_command(paths: tuple[Path, ...], output_format: str, strict: bool) 
         )
     else:
         for finding in all_findings:
-            click.echo(format_finding(finding))
+            click.echo(format_finding(finding, hints))
         click.echo(
             f"{len(files)} files, {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
         )

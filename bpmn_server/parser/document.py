@@ -7,7 +7,9 @@ external references), excessive nesting, or a root that is not ``bpmn:definition
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -19,6 +21,7 @@ from .namespaces import BPMN, CAMUNDA, local_name, namespace_of, q
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 256
 DEFAULT_MAX_ELEMENTS = 200_000
+LIBXML_MAX_DEPTH = 256  # libxml2's own nesting limit while XML_PARSE_HUGE is off
 
 FLOW_NODE_TAGS = frozenset(
     {
@@ -80,18 +83,28 @@ class BpmnDocument:
         if isinstance(source, str):
             source = source.encode("utf-8")
         if len(source) > max_bytes:
-            raise DocumentTooLarge(f"{name} is {len(source)} bytes; the limit is {max_bytes} bytes")
+            raise DocumentTooLarge(
+                f"{name} is {len(source)} bytes; the limit is {max_bytes} bytes", limit="bytes"
+            )
         if not source.strip():
-            raise InvalidDocument(f"{name} is empty")
+            raise InvalidDocument(f"{name} is empty", line=1, column=1)
         _refuse_doctype(source, name)
         try:
             tree = etree.ElementTree(etree.fromstring(source, _parser()))
         except etree.XMLSyntaxError as err:
             line, column = err.position if err.position else (err.lineno, None)
+            if "Excessive depth" in (err.msg or ""):
+                # libxml2 stops at 256 levels itself (XML_PARSE_HUGE stays off on purpose)
+                raise DocumentTooLarge(
+                    f"{name} nests elements deeper than {min(max_depth, LIBXML_MAX_DEPTH)} levels",
+                    line=line, column=column, limit="depth",
+                ) from None
             raise InvalidDocument(f"{name} is not well-formed XML: {err.msg}", line=line, column=column) from None
+        except ValueError as err:  # lxml refuses some inputs before libxml2 sees them
+            raise InvalidDocument(f"{name} cannot be read as XML: {err}", line=1, column=1) from None
         docinfo = tree.docinfo
         if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-            raise HostileDocument(f"{name} declares a DOCTYPE; BPMN files never need one", line=1)
+            raise HostileDocument(f"{name} declares a DOCTYPE; BPMN files never need one", line=1, column=1)
         root = tree.getroot()
         if root.tag != q("definitions"):
             ns = namespace_of(root.tag)
@@ -200,17 +213,51 @@ def documentation_text(element: etree._Element) -> str | None:
 
 
 def _refuse_doctype(source: bytes, name: str) -> None:
-    """Refuse DOCTYPE/ENTITY declarations before the parser sees them (XXE, billion laughs)."""
-    head = source[:65536]
-    for needle in (b"<!DOCTYPE", b"<!ENTITY", b"<\x00!\x00D\x00O\x00C\x00T\x00Y\x00P\x00E"):
-        index = head.find(needle)
-        if index >= 0:
-            line = head[:index].count(b"\n") + 1
-            raise HostileDocument(
-                f"{name} declares a DOCTYPE or entity at line {line}; entities and external references "
-                "are refused (XXE / entity-expansion protection)",
-                line=line,
-            )
+    """Refuse a DOCTYPE (internal or external DTD, entities) before the parser sees it.
+
+    Only the prolog is searched — a DOCTYPE cannot appear anywhere else — so documentation that
+    quotes ``<!DOCTYPE html>`` inside CDATA is not mistaken for one. The parser is configured not to
+    resolve entities or load DTDs anyway; this check makes the refusal explicit (XXE, billion laughs).
+    """
+    text = _prolog_text(source)
+    match = _PROLOG_DOCTYPE.match(text)
+    if match is None:
+        return
+    start = match.start("doctype")
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    raise HostileDocument(
+        f"{name} declares a DOCTYPE at line {line}; DTDs, entities and external references are refused "
+        "(XXE / entity-expansion protection)",
+        line=line,
+        column=column,
+    )
+
+
+# XML declaration, then whitespace, comments and processing instructions, then a DOCTYPE.
+_PROLOG_DOCTYPE = re.compile(
+    r"\A\ufeff?(?:<\?xml\b.*?\?>)?(?:\s+|<!--.*?-->|<\?.*?\?>)*(?P<doctype><!DOCTYPE\b)",
+    re.DOTALL | re.IGNORECASE,
+)
+_PROLOG_BYTES = 1024 * 1024
+
+
+def _prolog_text(source: bytes) -> str:
+    """The start of the file as text, decoded well enough to find markup (UTF-16/32 included)."""
+    head = source[:_PROLOG_BYTES]
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if head.startswith(bom):
+            return head[len(bom):].decode(codec, errors="replace")
+    if head[:2] == b"<\x00":
+        return head.decode("utf-16-le", errors="replace")
+    if head[:2] == b"\x00<":
+        return head.decode("utf-16-be", errors="replace")
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8):]
+    return head.decode("latin-1")  # every ASCII-compatible encoding keeps markup characters as they are
 
 
 def _check_size(root: etree._Element, name: str, max_depth: int, max_elements: int) -> None:
@@ -218,13 +265,15 @@ def _check_size(root: etree._Element, name: str, max_depth: int, max_elements: i
     for element in root.iter():
         count += 1
         if count > max_elements:
-            raise DocumentTooLarge(f"{name} has more than {max_elements} XML nodes", line=element.sourceline)
+            raise DocumentTooLarge(
+                f"{name} has more than {max_elements} XML nodes", line=element.sourceline, limit="elements"
+            )
     # depth: walk from every leaf would be quadratic; iterwalk-free check through an explicit stack
     stack = [(root, 1)]
     while stack:
         element, depth = stack.pop()
         if depth > max_depth:
             raise DocumentTooLarge(
-                f"{name} nests elements deeper than {max_depth} levels", line=element.sourceline
+                f"{name} nests elements deeper than {max_depth} levels", line=element.sourceline, limit="depth"
             )
         stack.extend((child, depth + 1) for child in element)

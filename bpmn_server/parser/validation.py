@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 from ..errors import DocumentTooLarge, HostileDocument, InvalidDocument
 from .document import BpmnDocument
 from .findings import Finding
 from .rules import check_rules
+from .spec import spec_findings
 from .xsd import validate_xsd
+
+log = logging.getLogger(__name__)
 
 _LOAD_RULES = {
     "not-well-formed": "the file must be well-formed XML; fix the syntax at the given line and column",
@@ -17,13 +23,30 @@ _LOAD_RULES = {
 }
 
 
-def validate(document: BpmnDocument) -> list[Finding]:
-    """All XSD errors and semantic findings of a loaded document, sorted by line."""
+def validate(document: BpmnDocument, *, engine: bool = True) -> list[Finding]:
+    """All XSD errors, semantic findings and engine findings of a loaded document, sorted by line.
+
+    Engine findings (``not-executable-element``) say which element of an executable process the
+    runtime cannot run, and why; a model with them still imports (see docs/validation-rules.md).
+    ``engine=False`` checks BPMN validity only (XSD and semantic rules), as for interchange.
+    """
     findings = validate_xsd(document) + check_rules(document)
-    return sorted(findings, key=_order)
+    if engine:
+        findings += _engine_findings(document)
+    unique = list(dict.fromkeys(findings))  # a rule registered twice must not report twice
+    return sorted(unique, key=_order)
 
 
-def validate_source(source: bytes, name: str, **limits: int) -> list[Finding]:
+def _engine_findings(document: BpmnDocument) -> list[Finding]:
+    try:
+        return [replace(f, file=f.file or document.name) for f in spec_findings(document)]
+    except Exception as err:  # noqa: BLE001 - validation reports, it never crashes on a model
+        log.exception("engine check failed on %s", document.name)
+        return [Finding(rule="rule-failed", severity="warning", file=document.name,
+                        message=f"the engine check could not run: {err}")]
+
+
+def validate_source(source: bytes, name: str, *, engine: bool = True, **limits: int) -> list[Finding]:
     """Load and validate bytes; a file that cannot be loaded gives one error finding saying why.
 
     ``limits`` are passed to ``BpmnDocument.load`` (``max_bytes``, ``max_depth``, ``max_elements``).
@@ -32,7 +55,7 @@ def validate_source(source: bytes, name: str, **limits: int) -> list[Finding]:
         document = BpmnDocument.load(source, name, **limits)
     except InvalidDocument as err:
         return [load_error_finding(err, name)]
-    return validate(document)
+    return validate(document, engine=engine)
 
 
 def load_error_finding(err: InvalidDocument, name: str) -> Finding:
