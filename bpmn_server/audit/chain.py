@@ -15,6 +15,11 @@ to their commit. Commands keep that window short by doing their work first and r
 the end (DESIGN.md: load → change → reconcile → append audit events → commit). The alternative —
 per-instance chains anchored in a global chain — removes the contention but makes "was anything
 removed?" a question over many chains; one chain keeps ``verify`` a single linear walk.
+
+No deadlocks on PostgreSQL: before it locks the head, ``record()`` flushes the session, so every row
+lock the command needs (its instance, its tasks…) is taken first and the head lock is the last lock
+of the transaction. A transaction holding the head never waits for a lock another writer holds —
+unless the command changes more rows after its first ``record()``, which is why commands record last.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import base64
 import hashlib
 import json
 import math
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -67,7 +73,10 @@ _LIMITS = {
     "group": 255,
 }
 
+_ARGUMENTS = frozenset({*_LIMITS, "actor", "timestamp", "definition_version", "transition", "data"})
 _HEAD_CACHE = "bpmn_server.audit.head"
+_BULK_ROWS = 1000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def record(
@@ -92,39 +101,72 @@ def record(
     to override (e.g. ``ate_abort`` for a task cancelled after it was claimed). ``data`` is made
     JSON-safe (dates to ISO strings, sets to lists, NaN to strings) before it is hashed.
     """
+    fields = _event_fields(
+        event_type, actor=actor, timestamp=timestamp, instance_id=instance_id, definition_key=definition_key,
+        definition_version=definition_version, element_id=element_id, element_name=element_name,
+        element_type=element_type, transition=transition, group=group, data=data,
+    )
+    head = _locked_head(session)
+    _chain(head, fields)
+    event = AuditEvent(**fields)
+    session.add(event)
+    return event
+
+
+def record_many(session: Session, entries: Iterable[Mapping[str, Any]]) -> int:
+    """Append many events at once (one multi-row INSERT per batch); returns how many were appended.
+
+    Each entry holds ``record()``'s arguments by name, ``event_type`` included. The chain is the
+    same as from one ``record()`` call per entry, in order; use it for commands that produce many
+    events (a long engine run) and for imports. Nothing is appended if any entry is invalid.
+    """
+    prepared = [_event_fields(**entry) for entry in entries]
+    if not prepared:
+        return 0
+    head = _locked_head(session)
+    for fields in prepared:
+        _chain(head, fields)
+    # Core INSERT: no ORM objects. Pending ORM events from earlier record() calls were flushed by
+    # _locked_head or go out at commit; either way sequences are already fixed, so order is free.
+    table = AuditEvent.__table__
+    for start in range(0, len(prepared), _BULK_ROWS):
+        session.execute(table.insert(), prepared[start:start + _BULK_ROWS])
+    return len(prepared)
+
+
+def _event_fields(event_type: str, **arguments: Any) -> dict[str, Any]:
+    """The stored columns of an event, checked and normalized; sequence and hashes come later."""
+    unknown = set(arguments) - _ARGUMENTS
+    if unknown:
+        raise TypeError(f"record() got unexpected arguments {sorted(unknown)}")
+    get = arguments.get
+    actor, timestamp, data = get("actor"), get("timestamp"), get("data")
     kind = events.event_type(event_type)
-    transition = transition or kind.transition
+    transition = get("transition") or kind.transition
     if transition not in events.TRANSITIONS:
         raise ValueError(f"{transition!r} is not an XES lifecycle transition")
     if not actor:
         raise ValueError("every audit event needs an actor")
-    if timestamp.tzinfo is None:
-        raise ValueError("audit timestamps must be timezone-aware (UTC)")
-
-    head = _locked_head(session)
-    fields: dict[str, Any] = {
-        "sequence": head.sequence + 1,
+    if not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
+        raise ValueError("audit timestamps must be timezone-aware datetimes (UTC)")
+    return {
         "event_id": str(uuid.uuid4()),
         "timestamp": timestamp.astimezone(UTC),
         "event_type": kind.name,
-        "instance_id": _text(instance_id, "instance_id"),
-        "definition_key": _text(definition_key, "definition_key"),
-        "definition_version": None if definition_version is None else int(definition_version),
-        "element_id": _text(element_id, "element_id"),
-        "element_name": _text(element_name, "element_name"),
-        "element_type": _text(element_type, "element_type"),
+        **{name: _text(get(name), name) for name in _LIMITS},
+        "definition_version": None if get("definition_version") is None else int(get("definition_version")),
         "transition": transition,
-        "actor": _text(actor, "actor"),
-        "group": _text(group, "group"),
         "data": json_safe(dict(data or {})),
     }
+
+
+def _chain(head: AuditHead, fields: dict[str, Any]) -> None:
+    """Give ``fields`` the next sequence and its hashes, and move the (locked) head onto it."""
+    fields["sequence"] = head.sequence + 1
     fields["prev_hash"] = head.hash
     fields["hash"] = event_hash(head.hash, fields)
-    event = AuditEvent(**fields)
-    session.add(event)
     head.sequence = fields["sequence"]
     head.hash = fields["hash"]
-    return event
 
 
 def _locked_head(session: Session) -> AuditHead:
@@ -138,7 +180,13 @@ def _locked_head(session: Session) -> AuditHead:
     cached = session.info.get(_HEAD_CACHE)
     if cached is not None and cached[0] is transaction and cached[1] in session:
         return cached[1]
-    locked = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    session.flush()  # take the command's own row locks before the head lock (see the module docstring)
+    locked = (
+        select(AuditHead)
+        .where(AuditHead.id == HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)  # never a stale head from the identity map
+    )
     head = session.scalars(locked).first()
     if head is None:
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
@@ -173,10 +221,18 @@ def _timestamp_text(value: datetime | str) -> str:
 
 
 def _text(value: Any, field: str) -> str | None:
-    """Text as the database will store it: NUL-free and cut to the column's length."""
+    """Text as the database will store it: NUL-free, valid UTF-8, cut to the column's length."""
     if value is None:
         return None
-    return str(value).replace("\x00", "\ufffd")[: _LIMITS[field]]
+    return _clean(str(value))[: _LIMITS[field]]
+
+
+def _clean(text: str) -> str:
+    """No NUL (PostgreSQL refuses it) and no lone surrogate (not encodable as UTF-8)."""
+    text = text.replace("\x00", "\ufffd")
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def json_safe(value: Any) -> Any:
@@ -184,11 +240,11 @@ def json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _clean(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {_clean(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     if isinstance(value, set | frozenset):
