@@ -37,9 +37,17 @@ def validate(document: BpmnDocument, *, engine: bool = True) -> list[Finding]:
     return sorted(unique, key=_order)
 
 
+_ENGINE_HINT = (
+    "model the step with an element the engine runs (see docs/validation-rules.md), or set "
+    'isExecutable="false" on the process if it only documents the work'
+)
+
+
 def _engine_findings(document: BpmnDocument) -> list[Finding]:
     try:
-        return [replace(f, file=f.file or document.name) for f in spec_findings(document)]
+        return [
+            replace(f, file=f.file or document.name, hint=f.hint or _ENGINE_HINT) for f in spec_findings(document)
+        ]
     except Exception as err:  # noqa: BLE001 - validation reports, it never crashes on a model
         log.exception("engine check failed on %s", document.name)
         return [Finding(rule="rule-failed", severity="warning", file=document.name,
