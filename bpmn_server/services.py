@@ -24,6 +24,9 @@ class Services:
         self.audit = AuditService(self.database, self.clock)
         self.identity = IdentityService(self.database, self.clock, settings)
         self.definitions = DefinitionService(self.database, self.clock, settings)
+        from .runtime.outbox import OutboxService
+
+        self.outbox = OutboxService(self.database, self.clock)
 
     def create_schema(self) -> None:
         """Create the tables if they do not exist (first start)."""

@@ -55,7 +55,7 @@ def _optional_blueprints():
     import importlib
 
     modules = []
-    for name in ("instances", "tasks", "messages", "timers", "notifications", "audit", "sop"):
+    for name in ("instances", "tasks", "messages", "timers", "notifications", "webhooks", "audit", "sop"):
         try:
             modules.append(importlib.import_module(f"{__name__}.{name}"))
         except ModuleNotFoundError as error:
