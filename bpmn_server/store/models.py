@@ -211,6 +211,8 @@ class MessageWait(Base):
     message_name: Mapped[str] = mapped_column(String(255))
     business_key: Mapped[str | None] = mapped_column(String(255))
     correlation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    kind: Mapped[str] = mapped_column(String(16), default="message")  # message, signal
+    element_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class AuditEvent(Base):

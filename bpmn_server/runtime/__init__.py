@@ -1,0 +1,1 @@
+"""Execution on SpiffWorkflow: commands, projections, instances, tasks, messages, script sandbox, timers."""

@@ -1,0 +1,334 @@
+"""The one command runner: every change to a process instance is one command in one transaction.
+
+A command loads the instance row, restores its workflow (spec from the engine's cache), applies an
+action, lets the engine run until the instance waits, stores the state, reconciles the projections
+(``human_task``, ``timer``, ``message_wait``), appends the audit events and commits once. The row
+version of ``process_instance`` turns a concurrent update into ``errors.Conflict``; an exception
+anywhere rolls everything back. A failing script does not roll back: the instance is stored
+``failed`` with an incident, so that an operator can fix the data and retry it.
+
+Lock order inside a command (no deadlocks between commands): instance row → human_task rows →
+timer / message_wait rows → audit head. Audit events are therefore written last.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..audit import events
+from ..audit.chain import record
+from ..clock import Clock
+from ..errors import BpmnServerError, Conflict, NotFound, PreconditionFailed, ScriptError
+from ..store import Database
+from ..store.models import Incident, ProcessDefinition, ProcessInstance, new_id
+from .engine import Engine
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RUNNING = "running"
+WAITING = "waiting"
+COMPLETED = "completed"
+TERMINATED = "terminated"
+FAILED = "failed"
+SUSPENDED = "suspended"
+ACTIVE = frozenset({RUNNING, WAITING})
+ENDED = frozenset({COMPLETED, TERMINATED})
+
+
+class FixedClock(Clock):
+    """The engine clock during one command: every timer in it compares against the same instant."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+# BPMN element type names (as in the XML) of Spiff's task spec classes, most specific first.
+_ELEMENT_TYPES = (
+    ("UserTask", "userTask"), ("ManualTask", "manualTask"), ("ScriptTask", "scriptTask"),
+    ("ServiceTask", "serviceTask"), ("SendTask", "sendTask"), ("ReceiveTask", "receiveTask"),
+    ("BusinessRuleTask", "businessRuleTask"), ("CallActivity", "callActivity"),
+    ("TransactionSubprocess", "transaction"), ("SubWorkflowTask", "subProcess"),
+    ("ExclusiveGateway", "exclusiveGateway"), ("ParallelGateway", "parallelGateway"),
+    ("InclusiveGateway", "inclusiveGateway"), ("EventBasedGateway", "eventBasedGateway"),
+    ("StartEvent", "startEvent"), ("EndEvent", "endEvent"), ("BoundaryEvent", "boundaryEvent"),
+    ("IntermediateCatchEvent", "intermediateCatchEvent"), ("IntermediateThrowEvent", "intermediateThrowEvent"),
+    ("NoneTask", "task"),
+)
+
+
+def element_type(task_spec: Any) -> str:
+    """The BPMN element name of a task spec (``userTask``, ``exclusiveGateway``…)."""
+    names = {cls.__name__ for cls in type(task_spec).__mro__}
+    for spiff_name, bpmn_name in _ELEMENT_TYPES:
+        if spiff_name in names:
+            return bpmn_name
+    return type(task_spec).__name__
+
+
+def is_bpmn_element(task_spec: Any) -> bool:
+    """True for specs drawn in the model (Spiff adds internal ones such as ``Start`` and joins)."""
+    return bool(getattr(task_spec, "bpmn_id", None))
+
+
+def event_definition_of(task_spec: Any):
+    return getattr(task_spec, "event_definition", None)
+
+
+def is_external_catch(task_spec: Any) -> bool:
+    """Catch events whose completion is recorded as timer-fired / message- or signal-received."""
+    definition = event_definition_of(task_spec)
+    return isinstance(definition, TimerEventDefinition | MessageEventDefinition | SignalEventDefinition) and \
+        element_type(task_spec) not in ("intermediateThrowEvent", "endEvent", "sendTask")
+
+
+@dataclass
+class Command:
+    """What an action sees while it runs: the session, the instance row, its live workflow, who and when."""
+
+    session: Session
+    instance: ProcessInstance
+    definition: ProcessDefinition
+    workflow: BpmnWorkflow
+    actor: str
+    now: datetime
+    events: list[dict[str, Any]] = field(default_factory=list)
+    status: str | None = None  # set by an action that decides the status itself (terminate, suspend)
+    run_engine: bool = True
+    failure: Exception | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # what the action wants to hand back
+
+    def audit(self, event_type: str, **fields: Any) -> None:
+        """Queue an audit event of this instance; written after the projections, before commit."""
+        entry = {
+            "actor": self.actor,
+            "timestamp": self.now,
+            "instance_id": self.instance.id,
+            "definition_key": self.definition.key,
+            "definition_version": self.definition.version,
+        }
+        entry.update(fields)
+        self.events.append({"event_type": event_type, **entry})
+
+    def audit_task(self, event_type: str, task: Any, **fields: Any) -> None:
+        """Queue an audit event about a Spiff task (element id, name and type filled in)."""
+        spec = task.task_spec
+        fields.setdefault("element_id", getattr(spec, "bpmn_id", None))
+        fields.setdefault("element_name", getattr(spec, "bpmn_name", None))
+        fields.setdefault("element_type", element_type(spec))
+        lane = getattr(spec, "lane", None)
+        if lane and "group" not in fields:
+            fields["group"] = lane
+        self.audit(event_type, **fields)
+
+
+class CommandRunner:
+    """Runs actions on process instances as commands (see module docstring)."""
+
+    def __init__(self, database: Database, clock: Clock, engine: Engine) -> None:
+        self.database = database
+        self.clock = clock
+        self.engine = engine
+        self.listeners: list[Callable[[Command], None]] = []  # called after reconcile, before audit
+
+    # -- public --------------------------------------------------------------------------------
+    def run(
+        self,
+        instance_id: str,
+        action: Callable[[Command], T],
+        *,
+        actor: str,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        allowed: frozenset[str] | set[str] = ACTIVE,
+    ) -> T:
+        """Run ``action`` on an existing instance as one command and return what it returned."""
+        now = now or self.clock.now()
+        try:
+            with self.database.transaction() as session:
+                instance = session.get(ProcessInstance, instance_id)
+                if instance is None:
+                    raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
+                if expected_version is not None and instance.row_version != expected_version:
+                    raise PreconditionFailed(
+                        f"process instance {instance_id} is at version {instance.row_version}, "
+                        f"not {expected_version}: someone changed it first",
+                        row_version=instance.row_version,
+                    )
+                if instance.status not in allowed:
+                    raise Conflict(
+                        f"process instance {instance_id} is {instance.status}; this is not possible now",
+                        status=instance.status,
+                    )
+                definition = instance.definition
+                workflow = self.engine.restore(definition, instance.state, FixedClock(now))
+                command = Command(session, instance, definition, workflow, actor, now)
+                result = action(command)
+                self._finish(command)
+                return result
+        except (StaleDataError, IntegrityError) as err:
+            raise Conflict(
+                f"process instance {instance_id} was changed by someone else at the same time; "
+                "reload it and try again", instance_id=instance_id,
+            ) from err
+
+    def start(
+        self,
+        definition: ProcessDefinition,
+        *,
+        actor: str,
+        business_key: str | None = None,
+        variables: dict[str, Any] | None = None,
+        action: Callable[[Command], Any] | None = None,
+        now: datetime | None = None,
+        parent_instance_id: str | None = None,
+    ) -> Command:
+        """Create an instance of ``definition``, run it to its first wait state, and commit."""
+        now = now or self.clock.now()
+        variables = dict(variables or {})
+        with self.database.transaction() as session:
+            definition = session.get(ProcessDefinition, definition.id)
+            workflow = self.engine.new_workflow(definition, FixedClock(now))
+            workflow.task_tree.data.update(variables)
+            instance = ProcessInstance(
+                id=new_id(),
+                definition_id=definition.id,
+                business_key=business_key,
+                status=RUNNING,
+                state={},
+                started_by=actor,
+                started_at=now,
+                parent_instance_id=parent_instance_id,
+            )
+            session.add(instance)
+            command = Command(session, instance, definition, workflow, actor, now)
+            command.audit(events.INSTANCE_STARTED, data={"business_key": business_key, "variables": variables})
+            if action is not None:
+                action(command)
+            self._finish(command)
+        return command
+
+    # -- the steps after an action ------------------------------------------------------------
+    def _finish(self, command: Command) -> None:
+        from .projection import reconcile
+
+        instance = command.instance
+        workflow = command.workflow
+        was = instance.status
+        if command.run_engine and command.status is None and was not in (SUSPENDED, *ENDED):
+            self.advance(command)
+        instance.status = command.status or self._status_of(command)
+        if instance.status in ENDED and instance.ended_at is None:
+            instance.ended_at = command.now
+        if instance.status == COMPLETED and was != COMPLETED:
+            command.audit(events.INSTANCE_COMPLETED)
+        instance.state = self.engine.dump(workflow)
+        reconcile(command)
+        for listener in self.listeners:
+            listener(command)
+        command.session.flush()  # the row-version check happens here, before the audit head is locked
+        for event in command.events:
+            event_type = event.pop("event_type")
+            record(command.session, event_type, **event)
+
+    def advance(self, command: Command) -> None:
+        """Fire due timers and run engine steps until the instance waits; a failure becomes an incident."""
+        workflow = command.workflow
+
+        def completed(task) -> None:
+            spec = task.task_spec
+            if is_bpmn_element(spec) and not spec.manual and not is_external_catch(spec):
+                command.audit_task(events.ELEMENT_COMPLETED, task)
+
+        try:
+            workflow.refresh_timers()
+            workflow.do_engine_steps(did_complete_task=completed)
+        except ScriptError as err:
+            self.fail(command, err)
+        except BpmnServerError:
+            raise
+        except Exception as err:  # noqa: BLE001 - anything the engine raises stops the instance visibly
+            self.fail(command, err)
+
+    def fail(self, command: Command, err: Exception) -> None:
+        """Store the instance as failed with an incident naming the element, message and line."""
+        task = getattr(err, "task", None)
+        spec = getattr(task, "task_spec", None) or getattr(err, "task_spec", None)
+        element_id = getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
+        line = getattr(err, "line_number", None) or None
+        message = _error_message(err)
+        kind = "script" if isinstance(err, WorkflowTaskException | ScriptError) else "engine"
+        if isinstance(err, ScriptError):
+            message = err.detail
+            element_id = err.extra.get("element_id") or element_id
+            line = err.extra.get("line") or line
+            if spec is None:
+                spec = _failed_spec(command.workflow, element_id)
+        if kind == "engine":
+            log.warning("engine error in instance %s", command.instance.id, exc_info=err)
+        incident = Incident(
+            instance_id=command.instance.id,
+            kind=kind,
+            element_id=element_id,
+            message=message,
+            line=line,
+            created_at=command.now,
+        )
+        command.session.add(incident)
+        command.failure = err
+        command.status = FAILED
+        command.audit(
+            events.INSTANCE_FAILED,
+            element_id=element_id,
+            element_name=getattr(spec, "bpmn_name", None),
+            element_type=element_type(spec) if spec is not None else None,
+            data={"message": message, "line": line, "kind": kind,
+                  "error_type": getattr(err, "error_type", type(err).__name__)},
+        )
+
+    @staticmethod
+    def _status_of(command: Command) -> str:
+        workflow = command.workflow
+        if command.failure is not None:
+            return FAILED
+        if workflow.is_completed():
+            return COMPLETED
+        if command.instance.status == SUSPENDED:
+            return SUSPENDED
+        if workflow.get_tasks(state=TaskState.ERROR):
+            return FAILED
+        if workflow.get_tasks(state=TaskState.READY, manual=True):
+            return RUNNING
+        return WAITING
+
+
+def _failed_spec(workflow, element_id: str | None):
+    for task in workflow.get_tasks(state=TaskState.ERROR):
+        if element_id is None or task.task_spec.bpmn_id == element_id:
+            return task.task_spec
+    return None
+
+
+def _error_message(err: Exception) -> str:
+    text = str(err).strip() or type(err).__name__
+    error_line = getattr(err, "error_line", None)
+    if error_line and error_line not in text:
+        text += f" (in: {error_line.strip()})"
+    return text[:4000]

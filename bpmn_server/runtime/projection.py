@@ -1,0 +1,344 @@
+"""Projections of the Spiff state, reconciled after every command in the same transaction.
+
+``human_task``: one row per READY user/manual task (with assignment, form and due date evaluated
+against the instance data), kept after the task finishes with status completed or cancelled.
+``timer``: one row per WAITING timer catch event (the timer worker reads only this table).
+``message_wait``: one row per WAITING message or signal catch event (correlation is one query).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import delete, select
+
+from ..audit import events
+from ..parser.spec import Assignment, parse_datetime_utc, timer_due
+from ..parser.timer_text import TimerTextError, parse_timer
+from ..store.models import HumanTask, MessageWait, TaskCandidateGroup, Timer
+from .commands import Command, element_type, event_definition_of
+
+log = logging.getLogger(__name__)
+
+OPEN = "open"
+CLAIMED = "claimed"
+TASK_COMPLETED = "completed"
+TASK_CANCELLED = "cancelled"
+OPEN_STATUSES = (OPEN, CLAIMED)
+DEFAULT_PRIORITY = 50
+
+
+def reconcile(command: Command) -> None:
+    """Bring the human_task, timer and message_wait rows of the instance in line with its workflow."""
+    reconcile_human_tasks(command)
+    reconcile_timers(command)
+    reconcile_message_waits(command)
+
+
+# -- human tasks ---------------------------------------------------------------------------------
+def reconcile_human_tasks(command: Command) -> None:
+    session = command.session
+    workflow = command.workflow
+    active = command.instance.status not in ("completed", "terminated")
+    ready = {}
+    if active:
+        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+    rows = session.scalars(
+        select(HumanTask).where(HumanTask.instance_id == command.instance.id, HumanTask.status.in_(OPEN_STATUSES))
+    ).all()
+    known = {row.spiff_task_id for row in rows}
+    for row in rows:
+        if row.spiff_task_id in ready:
+            continue
+        task = _task_or_none(workflow, row.spiff_task_id)
+        if task is not None and task.state == TaskState.COMPLETED:
+            row.status = TASK_COMPLETED
+            row.completed_at = command.now
+            row.completed_by = command.actor
+            command.audit(events.TASK_COMPLETED, **_task_fields(row), data={"task_id": row.id})
+        else:
+            was_claimed = row.claimed_at is not None
+            row.status = TASK_CANCELLED
+            row.outcome = _cancel_reason(command, task)
+            command.audit(
+                events.TASK_CANCELLED,
+                transition=events.task_cancelled_transition(was_claimed=was_claimed),
+                **_task_fields(row),
+                data={"task_id": row.id, "reason": row.outcome, "assignee": row.assignee},
+            )
+    for spiff_id, task in ready.items():
+        if spiff_id not in known:
+            create_human_task(command, task)
+
+
+def _cancel_reason(command: Command, task: Any) -> str:
+    if command.instance.status == "terminated":
+        return "the process instance was terminated"
+    if task is None:
+        return "the task was removed from the process"
+    return "interrupted by an event (the process continued elsewhere)"
+
+
+def _task_or_none(workflow, spiff_task_id: str):
+    try:
+        return workflow.get_task_from_id(UUID(spiff_task_id))
+    except Exception:  # noqa: BLE001 - Spiff raises TaskNotFoundException for unknown ids
+        return None
+
+
+def _task_fields(row: HumanTask) -> dict[str, Any]:
+    return {
+        "element_id": row.element_id,
+        "element_name": row.name,
+        "element_type": "userTask",
+        "group": row.lane or (row.candidate_groups[0] if row.candidate_groups else None),
+    }
+
+
+def create_human_task(command: Command, task: Any) -> HumanTask:
+    """Insert the row of a newly READY user/manual task and queue its audit events."""
+    spec = task.task_spec
+    assignment: Assignment = getattr(spec, "assignment", None) or Assignment(lane=getattr(spec, "lane", None))
+    fields = [f.as_dict() for f in getattr(spec, "form_fields", [])]
+    evaluate = _Evaluator(command, task)
+    assignee = evaluate.text(assignment.assignee)
+    groups = evaluate.names(assignment.candidate_groups)
+    users = evaluate.names(assignment.candidate_users)
+    for field in fields:  # defaults may be expressions over the instance data
+        if isinstance(field.get("default"), str) and "${" in field["default"]:
+            field["default"] = evaluate.value(field["default"])
+    row = HumanTask(
+        instance_id=command.instance.id,
+        spiff_task_id=str(task.id),
+        element_id=spec.bpmn_id,
+        name=spec.bpmn_name or spec.bpmn_id,
+        process_key=command.definition.key,
+        lane=assignment.lane or getattr(spec, "lane", None),
+        candidate_groups=groups,
+        candidate_users=users,
+        assignee=assignee,
+        priority=evaluate.priority(assignment.priority),
+        due_at=evaluate.moment(assignment.due_date),
+        follow_up_at=evaluate.moment(assignment.follow_up_date),
+        form={"key": assignment.form_key, "fields": fields},
+        status=OPEN,
+        created_at=command.now,
+    )
+    command.session.add(row)
+    command.session.flush()
+    for group in groups:
+        command.session.add(TaskCandidateGroup(task_id=row.id, group_name=group))
+    base = _task_fields(row)
+    base["element_type"] = element_type(spec)
+    command.audit(events.TASK_CREATED, **base, data={
+        "task_id": row.id, "candidate_groups": groups, "candidate_users": users,
+        "due_at": row.due_at, "priority": row.priority})
+    if assignee:
+        command.audit(events.TASK_ASSIGNED, **base, data={"task_id": row.id, "assignee": assignee, "by": "model"})
+    return row
+
+
+class _Evaluator:
+    """Assignment values: literals as written, ``${…}`` expressions evaluated against the task's data."""
+
+    def __init__(self, command: Command, task: Any) -> None:
+        self.command = command
+        self.task = task
+
+    def value(self, text: str | None) -> Any:
+        if text is None:
+            return None
+        stripped = text.strip()
+        if not (stripped.startswith("${") or stripped.startswith("#{")):
+            return stripped
+        try:
+            return self.task.workflow.script_engine.evaluate(self.task, stripped)
+        except Exception as err:  # noqa: BLE001 - a bad assignment expression must not stop the task
+            log.warning("assignment expression %r of %s failed: %s", text, self.task.task_spec.bpmn_id, err)
+            return None
+
+    def text(self, text: str | None) -> str | None:
+        value = self.value(text)
+        return None if value in (None, "") else str(value)
+
+    def names(self, texts: list[str]) -> list[str]:
+        names: list[str] = []
+        for text in texts:
+            value = self.value(text)
+            if isinstance(value, str):
+                names.extend(part.strip() for part in value.split(",") if part.strip())
+            elif isinstance(value, list | tuple | set):
+                names.extend(str(v) for v in value if v)
+            elif value is not None:
+                names.append(str(value))
+        return list(dict.fromkeys(names))
+
+    def priority(self, text: str | None) -> int:
+        value = self.value(text)
+        try:
+            return int(value) if value not in (None, "") else DEFAULT_PRIORITY
+        except (TypeError, ValueError):
+            return DEFAULT_PRIORITY
+
+    def moment(self, text: str | None) -> datetime | None:
+        """A due/follow-up date: ISO date-time, ISO duration from now, or an expression giving either."""
+        value = self.value(text)
+        if value in (None, ""):
+            return None
+        if isinstance(value, timedelta):
+            return self.command.now + value
+        if isinstance(value, datetime):
+            return parse_datetime_utc(value)
+        text = str(value).strip()
+        try:
+            if text.upper().startswith("P"):
+                return parse_timer(text, "timeDuration").next_due(self.command.now)
+            return parse_datetime_utc(text)
+        except (TimerTextError, ValueError) as err:
+            log.warning("due date %r of %s is not a date or duration: %s", text, self.task.task_spec.bpmn_id, err)
+            return None
+
+
+# -- timers --------------------------------------------------------------------------------------
+def timer_kind(task_spec: Any) -> str:
+    kind = element_type(task_spec)
+    if kind == "boundaryEvent":
+        return "boundary-interrupting" if getattr(task_spec, "cancel_activity", True) else "boundary-non-interrupting"
+    if kind == "startEvent":
+        return "start"
+    return "intermediate"
+
+
+def waiting_timers(workflow) -> dict[str, Any]:
+    """The WAITING timer catch events of a workflow (sub-processes included), by Spiff task id."""
+    found = {}
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        if isinstance(event_definition_of(task.task_spec), TimerEventDefinition):
+            found[str(task.id)] = task
+    return found
+
+
+def reconcile_timers(command: Command) -> None:
+    session = command.session
+    active = command.instance.status not in ("completed", "terminated")
+    suspended = command.instance.status == "suspended"
+    waiting = waiting_timers(command.workflow) if active else {}
+    rows = session.scalars(
+        select(Timer).where(Timer.instance_id == command.instance.id, Timer.status.in_(("waiting", "suspended")))
+    ).all()
+    by_task = {row.spiff_task_id: row for row in rows}
+    for row in rows:
+        task = waiting.get(row.spiff_task_id)
+        if task is None:
+            gone = _task_or_none(command.workflow, row.spiff_task_id)
+            if gone is not None and gone.state == TaskState.COMPLETED:
+                row.status = "fired"
+                row.fired_at = command.now
+                row.fire_count += 1
+                _audit_timer(command, gone, row)
+            else:
+                fired = _cycle_fired(gone) if gone is not None else None
+                if fired is not None and fired > row.fire_count:  # a cycle fired once more, then was cancelled
+                    row.fire_count = fired
+                    row.fired_at = command.now
+                    _audit_timer(command, gone, row)
+                row.status = "cancelled"
+            row.lock_owner = None
+            row.lock_until = None
+            continue
+        fired = _cycle_fired(task)
+        if fired is not None and fired > row.fire_count:
+            row.fire_count = fired
+            row.fired_at = command.now
+            _audit_timer(command, task, row)
+        due = timer_due(task)
+        if due is not None and due != row.due_at:
+            row.due_at = due
+            row.attempts = 0
+            row.last_error = None
+        row.status = "suspended" if suspended else "waiting"
+    for spiff_id, task in waiting.items():
+        if spiff_id in by_task:
+            continue
+        due = timer_due(task)
+        if due is None:
+            continue  # not armed yet (Spiff arms a timer when it first looks at it)
+        session.add(Timer(
+            instance_id=command.instance.id,
+            definition_id=command.definition.id,
+            spiff_task_id=spiff_id,
+            element_id=task.task_spec.bpmn_id or task.task_spec.name,
+            kind=timer_kind(task.task_spec),
+            expression=getattr(event_definition_of(task.task_spec), "expression", None),
+            due_at=due,
+            status="suspended" if suspended else "waiting",
+            fire_count=_cycle_fired(task) or 0,
+            attempts=0,
+            created_at=command.now,
+        ))
+
+
+def _cycle_fired(task: Any) -> int | None:
+    if not isinstance(event_definition_of(task.task_spec), CycleTimerEventDefinition):
+        return None
+    value = task.internal_data.get("event_value")
+    return int(value.get("fired", 0)) if isinstance(value, dict) else 0
+
+
+def _audit_timer(command: Command, task: Any, row: Timer) -> None:
+    command.audit_task(events.TIMER_FIRED, task, data={
+        "timer_id": row.id, "kind": row.kind, "due_at": row.due_at, "fire_count": row.fire_count})
+
+
+# -- message and signal waits --------------------------------------------------------------------
+def waiting_catches(workflow) -> list[tuple[str, str, Any]]:
+    """(kind, name, task) of every WAITING message or signal catch event."""
+    found = []
+    for task in workflow.get_tasks(state=TaskState.WAITING):
+        definition = event_definition_of(task.task_spec)
+        if isinstance(definition, MessageEventDefinition):
+            found.append(("message", definition.name, task))
+        elif isinstance(definition, SignalEventDefinition):
+            found.append(("signal", definition.name, task))
+    return found
+
+
+def reconcile_message_waits(command: Command) -> None:
+    session = command.session
+    active = command.instance.status not in ("completed", "terminated")
+    wanted = {}
+    if active:
+        for kind, name, task in waiting_catches(command.workflow):
+            wanted.setdefault((kind, name), task)
+    rows = session.scalars(select(MessageWait).where(MessageWait.instance_id == command.instance.id)).all()
+    have = {(row.kind, row.message_name): row for row in rows}
+    stale = [row.id for key, row in have.items() if key not in wanted]
+    if stale:
+        session.execute(delete(MessageWait).where(MessageWait.id.in_(stale)))
+    correlations = _json_correlations(command.workflow.correlations)
+    for key, task in wanted.items():
+        row = have.get(key)
+        if row is None:
+            session.add(MessageWait(
+                instance_id=command.instance.id, kind=key[0], message_name=key[1],
+                business_key=command.instance.business_key, element_id=task.task_spec.bpmn_id,
+                correlation=correlations,
+            ))
+        elif row.correlation != correlations:
+            row.correlation = correlations
+
+
+def _json_correlations(correlations: dict) -> dict:
+    """Spiff's correlations flattened to ``{property: value}`` (keys by correlation key are merged)."""
+    flat: dict[str, Any] = {}
+    for value in (correlations or {}).values():
+        if isinstance(value, dict):
+            flat.update({str(k): v for k, v in value.items()})
+    return flat
