@@ -1,0 +1,1 @@
+"""Execution conformance harnesses that run published BPMN test suites through bpmn_server's services."""
