@@ -41,6 +41,7 @@ class Settings:
     timer_max_attempts: int = 5
     token_ttl_days: int = 90
     admin_username: str = "admin"
+    secure_cookies: bool = False  # mark the web session cookie Secure (serve behind HTTPS)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -1,0 +1,79 @@
+"""The web pages' blueprint and what every page view shares: the signed-in principal, the
+services facade, sign-in enforcement and HTML error pages."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from ..errors import BpmnServerError, Unauthenticated
+from ..identity.principal import Principal
+from .security import signed_in_principal
+
+bp = Blueprint("web", __name__, template_folder="templates")
+
+PUBLIC_ENDPOINTS = frozenset({"web.login"})
+
+
+def services():
+    """The Services facade of the running app."""
+    return current_app.extensions["bpmn_server"]
+
+
+def principal() -> Principal:
+    """The signed-in user of this request (pages run only after ``require_sign_in``)."""
+    return g.principal
+
+
+def render(template: str, status: int = 200, **context: Any):
+    """Render a page template with the signed-in user in the context."""
+    return render_template(f"web/{template}", user=g.get("principal"), **context), status
+
+
+def has_service(name: str) -> bool:
+    """Whether the facade has a service yet (runtime parts land one by one)."""
+    return getattr(services(), name, None) is not None
+
+
+@bp.before_request
+def require_sign_in():
+    """Send anyone who is not signed in to the sign-in page, remembering where they wanted to go."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if signed_in_principal(services()) is None:
+        target = request.full_path if request.query_string else request.path
+        return redirect(url_for("web.login") + "?" + urlencode({"next": target}))
+    return None
+
+
+@bp.app_context_processor
+def _navigation() -> dict[str, Any]:
+    return {"has_service": has_service}
+
+
+@bp.errorhandler(Unauthenticated)
+def _unauthenticated(error: Unauthenticated):
+    flash(error.detail, "error")
+    return redirect(url_for("web.login", next=request.path))
+
+
+@bp.errorhandler(BpmnServerError)
+def _domain_error(error: BpmnServerError):
+    return render("error.html", error.status, title=error.title, detail=error.detail, code=error.status)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    return render("error.html", error.code or 500, title=error.name, detail=error.description,
+                  code=error.code)
+
+
+def wants_page() -> bool:
+    """Whether an error at this URL should be an HTML page rather than problem+json."""
+    if request.path.startswith("/api/"):
+        return False
+    best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/problem+json"])
+    return best in (None, "text/html")
