@@ -233,11 +233,27 @@ def test_a_model_with_error_findings_deploys_with_them(services):
     assert services.definitions.source_of(definition) == BROKEN
 
 
-def test_a_model_with_xsd_errors_and_a_non_runnable_element_still_deploys(services):
-    source = process(around('\n    <bpmn:complexGateway id="t1" bogus="1"/>'), process_id="odd")
+def test_a_model_with_xsd_errors_deploys(services):
+    source = process(around('\n    <bpmn:task id="t1" bogus="1"/>'), process_id="odd")
     [definition] = services.definitions.deploy(source, "odd.bpmn", "owner").definitions
-    assert {f["rule"] for f in definition.findings} >= {"xsd", "not-executable-element"}
-    assert definition.error_count == 2
+    assert [(f["rule"], f["element_id"]) for f in definition.findings] == [("xsd", "t1")]
+    assert definition.error_count == 1
+
+
+def test_a_model_the_engine_cannot_run_deploys_with_the_reason(services):
+    source = process(around('\n    <bpmn:complexGateway id="t1"/>'), process_id="odd")
+    [definition] = services.definitions.deploy(source, "odd.bpmn", "owner").definitions
+    [finding] = definition.findings
+    assert (finding["rule"], finding["element_id"]) == ("not-executable-element", "t1")
+    assert "complex gateways are not supported" in finding["message"]
+    assert definition.error_count == 1
+
+
+def test_the_engine_check_waits_until_the_model_itself_is_correct():
+    """A dangling flow confuses the engine's parser; only the model's own error is reported."""
+    source = process(around('\n    <bpmn:task id="t1"/>\n'
+                            '    <bpmn:sequenceFlow id="lost" sourceRef="t1" targetRef="ghost"/>'))
+    assert [f.rule for f in findings_of(source)] == ["dangling-reference"]
 
 
 def test_the_api_shows_findings_and_that_the_version_cannot_start(client, auth):
