@@ -24,6 +24,9 @@ class Services:
         self.audit = AuditService(self.database, self.clock)
         self.identity = IdentityService(self.database, self.clock, settings)
         self.definitions = DefinitionService(self.database, self.clock, settings)
+        from .sop.service import SopService
+
+        self.sop = SopService(self.definitions)
         from .runtime.outbox import OutboxService
 
         self.outbox = OutboxService(self.database, self.clock)

@@ -135,6 +135,9 @@ class DefinitionService:
                 findings=[f.as_dict() for f in own_findings],
                 error_count=len(errors_for_process(findings, process.id)),
                 created_at=now,
+                sop_state="published",  # publishing a version's SOP is deploying it (docs/sop.md)
+                sop_published_at=now,
+                sop_published_by=deployed_by,
             )
             session.add(definition)
             session.flush()
@@ -148,6 +151,15 @@ class DefinitionService:
                 definition_version=definition.version,
                 data={"deployment": deployment.id, "file": name, "sha256": deployment.sha256,
                       "errors": definition.error_count},
+            )
+            record(
+                session,
+                events.SOP_PUBLISHED,
+                actor=deployed_by,
+                timestamp=now,
+                definition_key=definition.key,
+                definition_version=definition.version,
+                data={"sop": f"/sop/{definition.key}/v/{definition.version}"},
             )
         return DeploymentResult(deployment, definitions, findings, created=True)
 

@@ -73,40 +73,45 @@ def plain_text_html(text: str) -> str:
     blocks: list[str] = []
     for raw_block in re.split(r"\n\s*\n", text.strip()):
         lines = [line.rstrip() for line in raw_block.splitlines() if line.strip()]
-        if not lines:
-            continue
-        paragraph: list[str] = []
-        items: list[str] = []
-        ordered = False
-
-        def flush_paragraph() -> None:
-            if paragraph:
-                blocks.append("<p>" + "<br>".join(html.escape(p.strip()) for p in paragraph) + "</p>")
-                paragraph.clear()
-
-        def flush_list() -> None:
-            if items:
-                tag = "ol" if ordered else "ul"
-                blocks.append(f"<{tag}>" + "".join(f"<li>{item}</li>" for item in items) + f"</{tag}>")
-                items.clear()
-
-        for line in lines:
-            match = _LIST_ITEM.match(line)
-            if match:
-                flush_paragraph()
-                is_ordered = match.group(1) is not None
-                if items and is_ordered != ordered:
-                    flush_list()
-                ordered = is_ordered
-                items.append(html.escape(match.group(2).strip()))
-            elif items and line[:1].isspace():
-                items[-1] += " " + html.escape(line.strip())  # continuation of a list item
-            else:
-                flush_list()
-                paragraph.append(line)
-        flush_paragraph()
-        flush_list()
+        blocks.extend(_plain_block(lines))
     return "\n".join(blocks)
+
+
+def _plain_block(lines: list[str]) -> list[str]:
+    """One block of plain text (no blank line inside) as paragraphs and lists."""
+    blocks: list[str] = []
+    paragraph: list[str] = []
+    items: list[str] = []
+    ordered = False
+
+    def flush_paragraph() -> None:
+        if paragraph:
+            blocks.append("<p>" + "<br>".join(html.escape(p.strip()) for p in paragraph) + "</p>")
+            paragraph.clear()
+
+    def flush_list() -> None:
+        if items:
+            tag = "ol" if ordered else "ul"
+            blocks.append(f"<{tag}>" + "".join(f"<li>{item}</li>" for item in items) + f"</{tag}>")
+            items.clear()
+
+    for line in lines:
+        match = _LIST_ITEM.match(line)
+        if match:
+            flush_paragraph()
+            is_ordered = match.group(1) is not None
+            if items and is_ordered != ordered:
+                flush_list()
+            ordered = is_ordered
+            items.append(html.escape(match.group(2).strip()))
+        elif items and line[:1].isspace():
+            items[-1] += " " + html.escape(line.strip())  # continuation of a list item
+        else:
+            flush_list()
+            paragraph.append(line)
+    flush_paragraph()
+    flush_list()
+    return blocks
 
 
 def markdown_html(text: str) -> str:

@@ -19,12 +19,13 @@ from ..errors import NotFound
 from ..parser.document import FLOW_NODE_TAGS, BpmnDocument
 from ..parser.namespaces import BPMN, CAMUNDA, ZEEBE, local_name, q
 from .instructions import Instructions, documentation_of
-from .wording import event_definitions, event_kind, readable_condition, times, timer_text, trigger_text
+from .wording import event_definitions, event_kind, readable_condition, timer_text, times, trigger_text
 
 ACTIVITI = "http://activiti.org/bpmn"
 FLOWABLE = "http://flowable.org/bpmn"
 VENDOR_NAMESPACES = (CAMUNDA, ACTIVITI, FLOWABLE)
 SUB_PROCESS_TAGS = frozenset({"subProcess", "transaction", "adHocSubProcess"})
+HUMAN_TASK_TAGS = frozenset({"userTask", "manualTask", "task"})
 GATEWAY_TAGS = frozenset(
     {"exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway", "complexGateway"}
 )
@@ -725,15 +726,19 @@ class _Builder:
         target = self._first_target(boundary, steps)
         destination = ""
         if target is not None:
-            destination = f"step {target.number} “{target.name}”" + (f" ({target.lane})" if target.lane else "")
+            destination = f"step {target.number} “{target.name}”"
         if kind == "timer":
             what, value, repetitions = timer_text(definitions[0])
+            when = f"on {value}" if what == "date" else f"after {value}"
             if interrupting:
+                who = _who(target) if target is not None and target.type in HUMAN_TASK_TAGS else None
+                if who:
+                    return f"Escalates to {who} {when} → {destination}"
                 limit = f"by {value}" if what == "date" else f"within {value}"
-                return f"If not done {limit}: escalates to {destination or 'the next step'}"
+                return f"If not done {limit}, this step is stopped → {destination or 'the process goes on'}"
             if what == "cycle":
-                repeat = f"repeats {times(repetitions)}" if repetitions else "repeats until done"
-                text = f"Reminder after {value} ({repeat})"
+                repeat = f"repeated {times(repetitions)}" if repetitions else "repeated until done"
+                text = f"Reminder after {value}, {repeat}"
             elif what == "date":
                 text = f"Reminder on {value}"
             else:
@@ -797,15 +802,29 @@ def _split_list(value: str | None) -> list[str]:
 
 
 def _flow_condition(flow: etree._Element) -> str | None:
-    """The flow's name, else its condition expression in words; None for an unconditional flow."""
+    """The flow's name and its condition in words (``yes (amount > 500)``); None when it has neither."""
     name = " ".join((flow.get("name") or "").split())
-    if name:
-        return name
     expression = flow.find(q("conditionExpression"))
-    if expression is None:
-        return None
-    text = "".join(expression.itertext()).strip()
-    return readable_condition(text) if text else None
+    text = "".join(expression.itertext()).strip() if expression is not None else ""
+    condition = readable_condition(text) if text else ""
+    if name and condition and condition.lower() != name.lower():
+        return f"{name} ({condition})"
+    return name or condition or None
+
+
+def _who(step: Step) -> str | None:
+    """Whom a step goes to, for an escalation: ``group finance-leads (Finance)``, an assignee or a lane."""
+    if step.candidate_groups:
+        who = "group " + ", ".join(step.candidate_groups)
+    elif step.assignee:
+        who = step.assignee
+    elif step.candidate_users:
+        who = ", ".join(step.candidate_users)
+    elif step.owners:
+        who = step.owners[0]
+    else:
+        return step.lane
+    return f"{who} ({step.lane})" if step.lane and step.lane not in who else who
 
 
 def _all_unconditional(outgoing: list[etree._Element], default: str | None) -> bool:
