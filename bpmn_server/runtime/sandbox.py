@@ -23,6 +23,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -50,7 +51,7 @@ class Limits:
     max_int_bits: int = 64 * 1024
     max_format_width: int = 10_000
     max_output_bytes: int = 1024 * 1024  # print() output kept per run
-    max_iterations: int = 50_000_000  # ticks per run, independent of the clock
+    max_alloc_bytes: int = 256 * 1024 * 1024  # estimated bytes copied/built by C-level operations per run
 
 
 class SandboxError(Exception):
@@ -110,16 +111,8 @@ class _SandboxPolicy(RestrictingNodeTransformer):
     def visit_YieldFrom(self, node):
         return self._refuse(node, "yield")
 
-    def visit_Global(self, node):
-        return self._refuse(node, "global")
-
     def visit_While(self, node):
         node = self.node_contents_visit(node)
-        node.body.insert(0, _tick_statement(node))
-        return node
-
-    def visit_For(self, node):
-        node = super().visit_For(node)
         node.body.insert(0, _tick_statement(node))
         return node
 
@@ -147,10 +140,9 @@ class _SandboxPolicy(RestrictingNodeTransformer):
 
     def visit_FormattedValue(self, node):
         node = self.node_contents_visit(node)
-        if node.format_spec is None:
-            return node
+        spec = node.format_spec if node.format_spec is not None else ast.Constant("")
         call = ast.Call(func=ast.Name("_format_", ast.Load()),
-                        args=[node.value, node.format_spec, ast.Constant(node.conversion)], keywords=[])
+                        args=[node.value, spec, ast.Constant(node.conversion)], keywords=[])
         copy_locations(call, node)
         node.value = call
         node.format_spec = None
@@ -180,12 +172,17 @@ _CONTAINERS = (list, tuple, dict, set, frozenset, range)
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 _ATTR_TYPES = (*_SCALARS, bytes, *_DATES, *_CONTAINERS, *_VIEWS)
 _WRITABLE = (list, dict, set)
+_SIZED = (list, tuple, set, frozenset, dict, str, bytes, range, *_VIEWS)
 _SUBSCRIPTABLE = (str, bytes, list, tuple, dict, range)
 _CLASS_ATTR_TYPES = frozenset({str, int, float, bool, list, dict, set, frozenset, tuple, bytes,
                                _dt.datetime, _dt.date, _dt.time, _dt.timedelta, _dt.timezone})
-# attributes that reach interpreter internals or escape the guards, whatever the object
-_DENIED_ATTRIBUTES = frozenset({"format", "format_map", "mro", "translate", "maketrans", "fromkeys"})
+# attributes that reach interpreter internals, format objects by attribute path, or allocate unchecked
+_DENIED_ATTRIBUTES = frozenset({"format", "format_map", "mro", "translate", "maketrans", "to_bytes"})
 _DENIED_PREFIXES = ("_", "gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_", "im_")
+_CHARGE_BYTES = 8  # one budget unit ≈ one reference; text is charged per 8 characters
+_MAX_ZIP = 32
+
+_CURRENT: ContextVar[_Guards | None] = ContextVar("bpmn_server_sandbox_run", default=None)
 
 
 class _Namespace:
@@ -205,41 +202,43 @@ class _Namespace:
 
 
 class Budget:
-    """The CPU-time and iteration budget of one run; owned by the thread that runs it."""
+    """The CPU-time and operation budget of one run; used only by the thread that runs it."""
 
-    __slots__ = ("_deadline", "_next_check", "count", "exceeded", "limits")
+    __slots__ = ("_deadline", "_max_units", "_next_check", "allocated", "count", "exceeded", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.count = 0
+        self.allocated = 0
+        self._max_units = limits.max_alloc_bytes // _CHARGE_BYTES
         self._next_check = CHECK_EVERY
         self._deadline = time.thread_time() + limits.cpu_seconds
         self.exceeded: str | None = None
 
     def tick(self, value: Any = None) -> Any:
+        """One loop iteration, function call or lambda; passes ``value`` through (for lambdas)."""
         self.count += 1
         if self.count >= self._next_check:
             self.check()
         return value
 
-    def add(self, n: int) -> None:
-        self.count += n
-        if self.count >= self._next_check:
-            self.check()
+    def charge(self, units: int) -> None:
+        """Account for memory a C-level operation is about to allocate (copies, repeats, joins)."""
+        self.allocated += units
+        if self.allocated > self._max_units:
+            self.exceeded = self.exceeded or (
+                f"the script built more than {self.limits.max_alloc_bytes // (1024 * 1024)} MiB of values")
+            raise ScriptLimitExceeded(self.exceeded)
+        self.tick()
 
     def check(self) -> None:
+        """Compare this thread's CPU time with the deadline; once exceeded, every later tick raises."""
         self._next_check = self.count + CHECK_EVERY
         if self.exceeded is None:
             if time.thread_time() > self._deadline:
                 self.exceeded = f"the script used more than {self.limits.cpu_seconds:g} s of CPU time"
-            elif self.count > self.limits.max_iterations:
-                self.exceeded = f"the script ran more than {self.limits.max_iterations} loop iterations"
         if self.exceeded is not None:
             raise ScriptLimitExceeded(self.exceeded)
-
-
-def _too_big(message: str) -> ScriptLimitExceeded:
-    return ScriptLimitExceeded(message)
 
 
 class _Guards:
@@ -253,31 +252,56 @@ class _Guards:
 
     # -- sizes
     def check_length(self, n: int, what: str) -> None:
-        if what == "string" and n > self.limits.max_string_length:
-            raise _too_big(f"a string of {n} characters is over the limit of {self.limits.max_string_length}")
-        if what != "string" and n > self.limits.max_items:
-            raise _too_big(f"a {what} of {n} items is over the limit of {self.limits.max_items}")
-
-    def check_sized(self, value: Any) -> None:
-        if isinstance(value, str | bytes):
-            self.check_length(len(value), "string")
-        elif isinstance(value, list | tuple):
-            self.check_length(len(value), "list")
+        if what == "string":
+            if n > self.limits.max_string_length:
+                raise ScriptLimitExceeded(
+                    f"a string of {n} characters is over the limit of {self.limits.max_string_length}")
+            self.budget.charge(n // _CHARGE_BYTES)
+        else:
+            if n > self.limits.max_items:
+                raise ScriptLimitExceeded(f"a {what} of {n} items is over the limit of {self.limits.max_items}")
+            self.budget.charge(n)
 
     def check_int_bits(self, bits: int) -> None:
         if bits > self.limits.max_int_bits:
-            raise _too_big(f"an integer of about {bits} bits is over the limit of {self.limits.max_int_bits} bits")
+            raise ScriptLimitExceeded(
+                f"an integer of about {bits} bits is over the limit of {self.limits.max_int_bits} bits")
+        self.budget.charge(bits // 64)
+
+    def measure(self, value: Any) -> None:
+        """Refuse turning ``value`` into text when the text would be over the limit (a bounded walk)."""
+        if isinstance(value, str | int | float | bool) or value is None:
+            return
+        limit_items, limit_chars = self.limits.max_items, self.limits.max_string_length
+        items, chars = 0, 0
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            items += 1
+            if isinstance(item, str | bytes):
+                chars += len(item) + 2
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple | set | frozenset):
+                stack.extend(item)
+            else:
+                chars += 24
+            if items > limit_items or chars > limit_chars:
+                raise ScriptLimitExceeded(f"the text of this value would be over the limit of {limit_chars} "
+                                          "characters")
+        self.budget.charge(items)
 
     # -- operators
     def binop(self, symbol: str, left: Any, right: Any) -> Any:
         if symbol == "*":
             self._check_repeat(left, right)
             self._check_repeat(right, left)
-            if isinstance(left, int) and isinstance(right, int):
+            if type(left) is int and type(right) is int:
                 self.check_int_bits(left.bit_length() + right.bit_length())
             return left * right
         if symbol == "+":
-            if isinstance(left, str | bytes | list | tuple) and hasattr(right, "__len__"):
+            if isinstance(left, str | bytes | list | tuple) and isinstance(right, str | bytes | list | tuple):
                 self.check_length(len(left) + len(right), "string" if isinstance(left, str | bytes) else "list")
             return left + right
         if symbol == "**":
@@ -311,7 +335,10 @@ class _Guards:
                 if part == "*":
                     raise _Refused("'*' widths in %-formatting are not allowed")
                 if part and int(part) > self.limits.max_format_width:
-                    raise _too_big(f"a format width of {part} is over the limit of {self.limits.max_format_width}")
+                    raise ScriptLimitExceeded(
+                        f"a format width of {part} is over the limit of {self.limits.max_format_width}")
+        self.measure(args)
+        self.check_length(len(text), "string")
 
     def inplacevar(self, op: str, target: Any, value: Any) -> Any:
         symbol = op[:-1]
@@ -320,6 +347,8 @@ class _Guards:
         return _INPLACE[op](target, value)
 
     def format(self, value: Any, spec: Any = "", conversion: int = -1) -> str:
+        """``format()``, f-string fields and their conversions, with format widths limited."""
+        self.measure(value)
         if conversion == ord("r"):
             value = repr(value)
         elif conversion == ord("s"):
@@ -327,10 +356,14 @@ class _Guards:
         elif conversion == ord("a"):
             value = ascii(value)
         spec = str(spec)
+        self._check_widths(spec)
+        return format(value, spec)
+
+    def _check_widths(self, spec: str) -> None:
         for number in re.findall(r"\d+", spec):
             if int(number) > self.limits.max_format_width:
-                raise _too_big(f"a format width of {number} is over the limit of {self.limits.max_format_width}")
-        return format(value, spec)
+                raise ScriptLimitExceeded(
+                    f"a format width of {number} is over the limit of {self.limits.max_format_width}")
 
     # -- access
     def getattr(self, obj: Any, name: str, default: Any = _Refused) -> Any:
@@ -344,6 +377,8 @@ class _Guards:
             if default is not _Refused:
                 return default
             raise AttributeError(f"{obj._name} has no attribute {name!r}")
+        if type(obj) is _GuardedTypeMeta:
+            obj = obj.real
         if isinstance(obj, BaseException):
             if name == "args":
                 return obj.args
@@ -361,8 +396,13 @@ class _Guards:
             raise
         if isinstance(obj, str | bytes) and name in _SIZED_STR_METHODS:
             return _SIZED_STR_METHODS[name](self, obj, value)
-        if isinstance(obj, list) and name == "extend":
-            return self._sized_extend(obj)
+        if name == "strftime" and not isinstance(obj, type):
+            return self._sized_strftime(value)
+        if isinstance(obj, list | dict | set):
+            if name == "extend" and isinstance(obj, list):
+                return self._sized_extend(obj)
+            if name == "copy":
+                self.check_length(len(obj), "list")
         return value
 
     def hasattr(self, obj: Any, name: str) -> bool:
@@ -374,7 +414,7 @@ class _Guards:
 
     def _sized_extend(self, target: list) -> Callable[[Iterable], None]:
         def extend(items: Iterable) -> None:
-            if hasattr(items, "__len__"):
+            if isinstance(items, list | tuple | set | frozenset | dict | str | range):
                 self.check_length(len(target) + len(items), "list")
                 target.extend(items)
             else:
@@ -383,10 +423,24 @@ class _Guards:
 
         return extend
 
+    def _sized_strftime(self, method: Callable) -> Callable:
+        def strftime(pattern: str) -> str:
+            for number in re.findall(r"%[-_0^#]*(\d+)", str(pattern)):
+                if int(number) > self.limits.max_format_width:
+                    raise ScriptLimitExceeded(
+                        f"a format width of {number} is over the limit of {self.limits.max_format_width}")
+            self.check_length(len(str(pattern)) * 4, "string")
+            return method(pattern)
+
+        return strftime
+
     def getitem(self, obj: Any, key: Any) -> Any:
         if not isinstance(obj, _SUBSCRIPTABLE):
             raise _Refused(f"indexing a {type(obj).__name__} object is not allowed")
-        return obj[key]
+        value = obj[key]
+        if isinstance(key, slice):
+            self.budget.charge(len(value))
+        return value
 
     def write(self, obj: Any) -> Any:
         if isinstance(obj, _WRITABLE):
@@ -403,6 +457,13 @@ class _Guards:
         for item in iterator:
             tick()
             yield item
+
+    def sized_input(self, values: Any) -> Any:
+        """An argument of a copying builtin (list(), sorted(), …): charged by size, or iterated with ticks."""
+        if isinstance(values, _SIZED):
+            self.check_length(len(values), "range" if isinstance(values, range) else "list")
+            return values
+        return self.getiter(values)
 
     def apply(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
@@ -423,8 +484,25 @@ class _Guards:
             total = total + value
         return total
 
+    def zip(self, *iterables: Iterable, **kwargs: Any) -> Iterable:
+        if len(iterables) > _MAX_ZIP:
+            raise ScriptLimitExceeded(f"zip() of more than {_MAX_ZIP} sequences is not allowed")
+        return zip(*iterables, **kwargs)  # noqa: B905 - zip() as scripts know it
+
+    def text(self, value: Any = "", *args: Any) -> str:
+        if args:
+            return str(value, *args)
+        self.measure(value)
+        result = str(value)
+        self.check_length(len(result), "string")
+        return result
+
+    def repr(self, value: Any) -> str:
+        self.measure(value)
+        return repr(value)
+
     def print(self, *objects: Any, sep: str = " ", end: str = "\n", **_ignored: Any) -> None:
-        text = str(sep).join(str(o) for o in objects) + str(end)
+        text = str(sep).join(self.text(o) for o in objects) + str(end)
         if self.output_size + len(text) <= self.limits.max_output_bytes:
             self.output.append(text)
             self.output_size += len(text)
@@ -436,7 +514,7 @@ _INPLACE = {"-=": operator.isub, "/=": operator.itruediv, "//=": operator.ifloor
 
 def _sized_join(guards: _Guards, sep: Any, method: Callable) -> Callable:
     def join(items: Iterable) -> Any:
-        items = list(guards.getiter(items))
+        items = list(guards.sized_input(items))
         total = len(sep) * max(len(items) - 1, 0) + sum(len(i) for i in items if isinstance(i, str | bytes))
         guards.check_length(total, "string")
         return method(items)
@@ -465,8 +543,8 @@ def _sized_pad(guards: _Guards, text: Any, method: Callable) -> Callable:
 
 def _sized_expandtabs(guards: _Guards, text: Any, method: Callable) -> Callable:
     def expandtabs(tabsize: int = 8) -> Any:
-        guards.check_length(len(text) + text.count("\t" if isinstance(text, str) else b"\t") * max(tabsize, 0),
-                            "string")
+        tabs = text.count("\t" if isinstance(text, str) else b"\t")
+        guards.check_length(len(text) + tabs * max(tabsize, 0), "string")
         return method(tabsize)
 
     return expandtabs
@@ -476,39 +554,102 @@ _SIZED_STR_METHODS = {"join": _sized_join, "replace": _sized_replace, "ljust": _
                       "center": _sized_pad, "zfill": _sized_pad, "expandtabs": _sized_expandtabs}
 
 
+# --------------------------------------------------------------------------- builtins
+
+
+def _current() -> _Guards:
+    guards = _CURRENT.get()
+    if guards is None:
+        raise _Refused("this helper works only inside a script")
+    return guards
+
+
+class _GuardedTypeMeta(type):
+    """A stand-in for a builtin type: ``isinstance(x, list)`` works, ``list(x)`` is charged."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, cls.real)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return issubclass(sub, cls.real)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return cls.construct(_current(), *args, **kwargs)
+
+    def __repr__(cls) -> str:
+        return repr(cls.real)
+
+
+class _GuardedType(metaclass=_GuardedTypeMeta):
+    real: type = object
+
+    @staticmethod
+    def construct(guards: _Guards, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _guarded_type(real: type, construct: Callable[..., Any]) -> type:
+    return _GuardedTypeMeta(real.__name__, (_GuardedType,), {"real": real, "construct": staticmethod(construct),
+                                                               "__slots__": ()})
+
+
+def _copying(real: type) -> Callable[..., Any]:
+    def construct(guards: _Guards, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            args = (guards.sized_input(args[0]), *args[1:])
+        return real(*args, **kwargs)
+
+    return construct
+
+
+def _sorted(values: Iterable, *, key: Callable | None = None, reverse: bool = False) -> list:
+    return sorted(_current().sized_input(values), key=key, reverse=reverse)
+
+
+_GUARDED_TYPES = {
+    "str": _guarded_type(str, lambda guards, *args: guards.text(*args)),
+    "list": _guarded_type(list, _copying(list)),
+    "tuple": _guarded_type(tuple, _copying(tuple)),
+    "set": _guarded_type(set, _copying(set)),
+    "frozenset": _guarded_type(frozenset, _copying(frozenset)),
+    "dict": _guarded_type(dict, _copying(dict)),
+}
+
+_MATH = _Namespace("math", {name: getattr(math, name) for name in (
+    "ceil", "floor", "trunc", "sqrt", "fabs", "exp", "log", "log10", "log2", "isclose", "isfinite",
+    "isnan", "isinf", "pi", "e", "inf", "nan", "fsum", "copysign", "hypot")})
+
+_PLAIN_BUILTINS: dict[str, Any] = {
+    "None": None, "True": True, "False": False,
+    "abs": abs, "all": all, "any": any, "bool": bool, "chr": chr, "divmod": divmod,
+    "enumerate": enumerate, "filter": filter, "float": float, "int": int,
+    "isinstance": isinstance, "len": len, "map": map, "max": max, "min": min, "ord": ord,
+    "reversed": reversed, "round": round, "sorted": _sorted,
+    "Exception": Exception, "ValueError": ValueError, "TypeError": TypeError, "KeyError": KeyError,
+    "IndexError": IndexError, "LookupError": LookupError, "ArithmeticError": ArithmeticError,
+    "ZeroDivisionError": ZeroDivisionError, "AssertionError": AssertionError, "RuntimeError": RuntimeError,
+    "NameError": NameError, "AttributeError": AttributeError,
+    **_GUARDED_TYPES,
+}
+
+
 def _helpers(now: Callable[[], _dt.datetime]) -> dict[str, Any]:
-    """Date/time and math helpers every script and expression sees."""
+    """Date/time and math helpers every script and expression sees; ``now`` is the server clock."""
 
     def today() -> _dt.date:
         return now().date()
 
     def parse_datetime(text: str) -> _dt.datetime:
+        """An ISO date-time; without an offset it is UTC (never local time)."""
         value = _dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
         return value if value.tzinfo else value.replace(tzinfo=_dt.UTC)
 
     def parse_date(text: str) -> _dt.date:
         return _dt.date.fromisoformat(str(text))
 
-    math_ns = _Namespace("math", {name: getattr(math, name) for name in (
-        "ceil", "floor", "trunc", "sqrt", "fabs", "exp", "log", "log10", "log2", "isclose", "isfinite",
-        "isnan", "isinf", "pi", "e", "inf", "nan", "fsum", "copysign", "hypot")})
     return {"now": now, "today": today, "parse_datetime": parse_datetime, "parse_date": parse_date,
             "datetime": _dt.datetime, "date": _dt.date, "timedelta": _dt.timedelta, "timezone": _dt.timezone,
-            "UTC": _dt.UTC, "math": math_ns}
-
-
-_PLAIN_BUILTINS: dict[str, Any] = {
-    "None": None, "True": True, "False": False,
-    "abs": abs, "all": all, "any": any, "bool": bool, "chr": chr, "dict": dict, "divmod": divmod,
-    "enumerate": enumerate, "filter": filter, "float": float, "frozenset": frozenset, "int": int,
-    "isinstance": isinstance, "len": len, "list": list, "map": map, "max": max, "min": min, "ord": ord,
-    "repr": repr, "reversed": reversed, "round": round, "set": set, "sorted": sorted, "str": str,
-    "tuple": tuple, "zip": zip,
-    "Exception": Exception, "ValueError": ValueError, "TypeError": TypeError, "KeyError": KeyError,
-    "IndexError": IndexError, "LookupError": LookupError, "ArithmeticError": ArithmeticError,
-    "ZeroDivisionError": ZeroDivisionError, "AssertionError": AssertionError, "RuntimeError": RuntimeError,
-    "NameError": NameError, "AttributeError": AttributeError,
-}
+            "UTC": _dt.UTC, "math": _MATH}
 
 
 # --------------------------------------------------------------------------- the sandbox
@@ -529,6 +670,7 @@ class Sandbox:
         self.limits = limits or Limits()
         self.max_data_bytes = max_data_bytes
         self._now = now or (lambda: _dt.datetime.now(_dt.UTC))
+        self._names = _helpers(self._now)
         self._cache: OrderedDict[tuple[str, str], _Compiled] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -607,8 +749,8 @@ class Sandbox:
                  external: Mapping[str, Any] | None = None) -> Any:
         """The value of an expression (JUEL or Python) over the data; the data is not changed."""
         compiled = self.compile_expression(expression)
-        scope = self._scope(compiled, data, external)
-        return self._run(compiled, scope, eval)
+        scope, guards = self._scope(data, external)
+        return self._run(compiled, scope, guards, eval)
 
     def execute(self, script: str, data: dict[str, Any], external: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run a script over ``data`` and update ``data`` in place with the variables it leaves.
@@ -617,11 +759,12 @@ class Sandbox:
         JSON-like (or dates) are refused, as is a result over the size limit. Returns ``data``.
         """
         compiled = self.compile_script(script)
-        scope = self._scope(compiled, data, external)
-        self._run(compiled, scope, exec)
-        reserved = scope.pop("__reserved__")
+        scope, guards = self._scope(data, external)
+        self._run(compiled, scope, guards, exec)
+        reserved = self._names
         external = external or {}
         updated: dict[str, Any] = {}
+        counter = _NodeCounter(self.limits.max_items)
         for name, value in scope.items():
             if name.startswith("_") or (name in reserved and value is reserved[name]):
                 continue
@@ -629,39 +772,41 @@ class Sandbox:
                 continue
             if callable(value) or isinstance(value, _Namespace):
                 continue  # functions the script defined are not data (as in Spiff)
-            updated[name] = _to_data(name, value)
+            updated[name] = _to_data(name, value, counter)
         self._check_data_size(updated)
         data.clear()
         data.update(updated)
         return data
 
-    def _scope(self, compiled: _Compiled, data: Mapping[str, Any] | None,
-               external: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _scope(self, data: Mapping[str, Any] | None,
+               external: Mapping[str, Any] | None) -> tuple[dict[str, Any], _Guards]:
         budget = Budget(self.limits)
         guards = _Guards(self.limits, budget)
         builtins = dict(_PLAIN_BUILTINS)
         builtins.update(range=guards.range, sum=guards.sum, pow=guards.power, format=guards.format,
-                        getattr=guards.getattr, hasattr=guards.hasattr)
-        names = _helpers(self._now)
+                        getattr=guards.getattr, hasattr=guards.hasattr, repr=guards.repr, zip=guards.zip)
         scope: dict[str, Any] = {
             "__builtins__": builtins, "__name__": "script",
             "_getattr_": guards.getattr, "_getitem_": guards.getitem, "_getiter_": guards.getiter,
             "_write_": guards.write, "_apply_": guards.apply, "_inplacevar_": guards.inplacevar,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
             "_binop_": guards.binop, "_format_": guards.format, "_tick_": budget.tick,
-            "_print_": lambda _getattr=None: _Printer(guards), "__guards__": guards,
+            "_print_": lambda _getattr=None: _Printer(guards),
         }
-        scope.update(names)
-        scope["__reserved__"] = dict(scope)
+        scope.update(self._names)
         if external:
             scope.update(external)
         if data:
             scope.update(data)
-        return scope
+        return scope, guards
 
-    def _run(self, compiled: _Compiled, scope: dict[str, Any], runner: Callable) -> Any:
+    def _run(self, compiled: _Compiled, scope: dict[str, Any], guards: _Guards, runner: Callable) -> Any:
+        token = _CURRENT.set(guards)
         try:
-            return runner(compiled.code, scope)
+            result = runner(compiled.code, scope)
+            if guards.budget.exceeded:  # the script caught the limit error with a bare except
+                raise ScriptLimitExceeded(guards.budget.exceeded)
+            return result
         except ScriptLimitExceeded as error:
             raise self._error(compiled, error, "LimitExceeded", str(error), scope) from None
         except _Refused as error:
@@ -672,6 +817,8 @@ class Sandbox:
             raise self._error(compiled, error, "RecursionError", "too deep recursion", scope) from None
         except Exception as error:  # noqa: BLE001 - any failure in user code is reported, never re-raised
             raise self._error(compiled, error, type(error).__name__, _describe(error), scope) from None
+        finally:
+            _CURRENT.reset(token)
 
     def _error(self, compiled: _Compiled, error: BaseException, kind: str, message: str,
                scope: Mapping[str, Any]) -> SandboxError:
@@ -708,8 +855,22 @@ class _Printer:
         return "".join(self._guards.output)
 
 
-def _to_data(name: str, value: Any, depth: int = 0) -> Any:
-    """A JSON-like copy of a value a script left in the data; tuples/sets become lists."""
+class _NodeCounter:
+    """Counts the values copied out of a script so shared references cannot multiply the data."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def add(self, name: str) -> None:
+        self.count += 1
+        if self.count > self.limit:
+            raise SandboxError(f"the variable '{name}' holds more than {self.limit} values", kind="LimitExceeded")
+
+
+def _to_data(name: str, value: Any, counter: _NodeCounter, depth: int = 0) -> Any:
+    """A JSON-like copy of a value a script left in the data; tuples and sets become lists."""
+    counter.add(name)
     if depth > 100:
         raise SandboxError(f"the variable '{name}' is nested too deeply", kind="InvalidData")
     if isinstance(value, _SCALARS) or isinstance(value, _DATES):
@@ -725,11 +886,11 @@ def _to_data(name: str, value: Any, depth: int = 0) -> Any:
                 else:
                     raise SandboxError(f"the variable '{name}' has a key of type {type(key).__name__}",
                                        kind="InvalidData")
-            result[key] = _to_data(name, item, depth + 1)
+            result[key] = _to_data(name, item, counter, depth + 1)
         return result
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [_to_data(name, item, depth + 1) for item in items]
+        return [_to_data(name, item, counter, depth + 1) for item in items]
     raise SandboxError(f"the variable '{name}' holds a {type(value).__name__}, which cannot be stored "
                        "(use text, numbers, booleans, lists, dicts or dates)", kind="InvalidData")
 
