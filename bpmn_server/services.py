@@ -24,6 +24,15 @@ class Services:
         self.audit = AuditService(self.database, self.clock)
         self.identity = IdentityService(self.database, self.clock, settings)
         self.definitions = DefinitionService(self.database, self.clock, settings)
+        from .runtime.engine import Engine
+        from .runtime.instances import InstanceService
+        from .runtime.messages import MessageService
+        from .runtime.tasks import TaskService
+
+        self.engine = Engine(settings, self.definitions)
+        self.instances = InstanceService(self.database, self.clock, self.engine, self.definitions)
+        self.tasks = TaskService(self.database, self.clock, self.instances.runner, self.engine)
+        self.messages = MessageService(self.instances)
         from .sop.service import SopService
 
         self.sop = SopService(self.definitions)

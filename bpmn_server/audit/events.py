@@ -69,6 +69,7 @@ TASK_COMPLETED = "task-completed"
 TASK_CANCELLED = "task-cancelled"
 TASK_ESCALATED = "task-escalated"
 TASK_UPDATED = "task-updated"
+TASK_COMMENTED = "task-commented"
 # Engine steps and events from outside
 ELEMENT_COMPLETED = "element-completed"
 TOKEN_CREATED = "token-created"
@@ -106,6 +107,7 @@ _TYPES = (
     EventType(TASK_CANCELLED, WITHDRAW, True, "a human task was withdrawn (ate_abort once it was claimed)"),
     EventType(TASK_ESCALATED, REASSIGN, True, "a human task was escalated to someone else"),
     EventType(TASK_UPDATED, COMPLETE, False, "a human task's priority, due date or candidates changed"),
+    EventType(TASK_COMMENTED, COMPLETE, False, "a comment was added to a human task"),
     EventType(ELEMENT_COMPLETED, COMPLETE, True, "an automated element (script, service, event) finished"),
     EventType(TOKEN_CREATED, COMPLETE, False, "a token reached an element"),
     EventType(TIMER_FIRED, COMPLETE, True, "a timer event fired"),

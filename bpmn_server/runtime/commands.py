@@ -114,6 +114,7 @@ class Command:
     run_engine: bool = True
     failure: Exception | None = None
     data: dict[str, Any] = field(default_factory=dict)  # what the action wants to hand back
+    thrown: list[Any] = field(default_factory=list)  # messages/signals for other instances
 
     def audit(self, event_type: str, **fields: Any) -> None:
         """Queue an audit event of this instance; written after the projections, before commit."""
@@ -147,6 +148,8 @@ class CommandRunner:
         self.clock = clock
         self.engine = engine
         self.listeners: list[Callable[[Command], None]] = []  # called after reconcile, before audit
+        # called after the commit with the messages/signals an instance threw that nothing in it caught
+        self.on_thrown: Callable[[Command, list], None] | None = None
 
     # -- public --------------------------------------------------------------------------------
     def run(
@@ -163,7 +166,9 @@ class CommandRunner:
         now = now or self.clock.now()
         try:
             with self.database.transaction() as session:
-                instance = session.get(ProcessInstance, instance_id)
+                # FOR UPDATE (PostgreSQL): commands on one instance queue up instead of deadlocking on
+                # the projection rows; the row-version check still catches writers that skip the lock.
+                instance = session.get(ProcessInstance, instance_id, with_for_update=True)
                 if instance is None:
                     raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
                 if expected_version is not None and instance.row_version != expected_version:
@@ -182,12 +187,13 @@ class CommandRunner:
                 command = Command(session, instance, definition, workflow, actor, now)
                 result = action(command)
                 self._finish(command)
-                return result
         except (StaleDataError, IntegrityError) as err:
             raise Conflict(
                 f"process instance {instance_id} was changed by someone else at the same time; "
                 "reload it and try again", instance_id=instance_id,
             ) from err
+        self._after_commit(command)
+        return result
 
     def start(
         self,
@@ -223,7 +229,12 @@ class CommandRunner:
             if action is not None:
                 action(command)
             self._finish(command)
+        self._after_commit(command)
         return command
+
+    def _after_commit(self, command: Command) -> None:
+        if command.thrown and self.on_thrown is not None:
+            self.on_thrown(command, command.thrown)
 
     # -- the steps after an action ------------------------------------------------------------
     def _finish(self, command: Command) -> None:
@@ -239,6 +250,8 @@ class CommandRunner:
             instance.ended_at = command.now
         if instance.status == COMPLETED and was != COMPLETED:
             command.audit(events.INSTANCE_COMPLETED)
+        command.thrown = [e for e in workflow.get_events()
+                          if isinstance(e.event_definition, MessageEventDefinition | SignalEventDefinition)]
         instance.state = self.engine.dump(workflow)
         reconcile(command)
         for listener in self.listeners:

@@ -42,7 +42,10 @@ def validate_submission(form: dict[str, Any], data: dict[str, Any] | None) -> di
             if field.get("required"):
                 errors.append({"field": name, "message": "is required"})
             elif field.get("default") not in (None, ""):
-                values[name] = field["default"]
+                try:
+                    values[name] = _convert(field, field["default"])
+                except ValueError:
+                    values[name] = field["default"]
             continue
         try:
             values[name] = _convert(field, data[name])

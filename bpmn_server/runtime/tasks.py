@@ -1,0 +1,441 @@
+"""Human task lists and task actions (cf. Camunda's TaskService): list for a principal, get with the
+form and SOP link, claim, unclaim, assign/delegate, complete with validated data, comment.
+
+Who may do what (the services decide; the API and web pages only pass the principal):
+
+* see / comment: administrators, the assignee, the candidates (candidate users, members of a
+  candidate group), and whoever claimed or completed it; a task with neither assignee nor candidates
+  is open to every signed-in user;
+* claim: a candidate (or administrator) while nobody else has the task;
+* unclaim: the assignee or an administrator;
+* assign / delegate: the assignee (hands it on) or an administrator;
+* complete: the assignee, or a candidate of an unassigned task (claims it in the same command), or
+  an administrator.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import String, and_, cast, exists, false, func, or_, select
+from sqlalchemy.orm import Session
+
+from ..audit import events
+from ..audit.chain import record
+from ..clock import Clock
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, PreconditionFailed
+from ..identity.principal import Principal
+from ..store import Database
+from ..store.models import (
+    HumanTask,
+    ProcessDefinition,
+    ProcessInstance,
+    TaskCandidateGroup,
+    TaskComment,
+    User,
+)
+from .commands import ACTIVE, Command, CommandRunner
+from .forms import validate_submission
+from .projection import CLAIMED, OPEN, OPEN_STATUSES, TASK_CANCELLED, TASK_COMPLETED
+from .views import CommentInfo, Page, TaskInfo
+
+SCOPES = ("mine", "claimable", "all")
+TASK_STATUSES = (OPEN, CLAIMED, TASK_COMPLETED, TASK_CANCELLED)
+SORTS = {
+    "created": HumanTask.created_at,
+    "due": HumanTask.due_at,
+    "priority": HumanTask.priority,
+    "name": HumanTask.name,
+}
+MAX_COMMENT = 10_000
+
+
+class TaskService:
+    """The public surface for human tasks."""
+
+    def __init__(self, database: Database, clock: Clock, runner: CommandRunner, engine=None) -> None:
+        self.database = database
+        self.clock = clock
+        self.runner = runner
+        self.engine = engine
+
+    # -- queries ---------------------------------------------------------------------------------
+    def list(
+        self,
+        principal: Principal,
+        *,
+        scope: str | None = None,
+        status: str | None = None,
+        process_key: str | None = None,
+        instance_id: str | None = None,
+        name: str | None = None,
+        priority: int | None = None,
+        min_priority: int | None = None,
+        due_before: datetime | None = None,
+        due_after: datetime | None = None,
+        overdue: bool | None = None,
+        created_before: datetime | None = None,
+        created_after: datetime | None = None,
+        candidate_group: str | None = None,
+        assignee: str | None = None,
+        sort: str = "created",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> Page[TaskInfo]:
+        """The tasks a principal may act on ("mine", "claimable", or both by default; "all" for admins)."""
+        if scope is not None and scope not in SCOPES:
+            raise InvalidInput(f"unknown scope '{scope}'", errors=[
+                {"field": "scope", "message": f"must be one of {', '.join(SCOPES)}"}])
+        if status is not None and status not in TASK_STATUSES:
+            raise InvalidInput(f"unknown status '{status}'", errors=[
+                {"field": "status", "message": f"must be one of {', '.join(TASK_STATUSES)}"}])
+        if scope == "all" and not principal.is_admin:
+            raise Forbidden("only administrators may list every task")
+        conditions = [HumanTask.status == status] if status else [HumanTask.status.in_(OPEN_STATUSES)]
+        mine = HumanTask.assignee == principal.username
+        claimable = and_(HumanTask.assignee.is_(None), HumanTask.status == OPEN, _candidate_clause(principal))
+        if scope == "mine":
+            conditions.append(mine)
+        elif scope == "claimable":
+            conditions.append(claimable)
+        elif scope is None and status not in (TASK_COMPLETED, TASK_CANCELLED):
+            conditions.append(or_(mine, claimable))
+        elif scope is None:
+            conditions.append(or_(mine, HumanTask.completed_by == principal.username,
+                                  HumanTask.claimed_by == principal.username, _candidate_clause(principal)))
+        now = self.clock.now()
+        if process_key is not None:
+            conditions.append(HumanTask.process_key == process_key)
+        if instance_id is not None:
+            conditions.append(HumanTask.instance_id == instance_id)
+        if name:
+            conditions.append(func.lower(HumanTask.name).contains(name.lower(), autoescape=True))
+        if priority is not None:
+            conditions.append(HumanTask.priority == priority)
+        if min_priority is not None:
+            conditions.append(HumanTask.priority >= min_priority)
+        if due_before is not None:
+            conditions.append(HumanTask.due_at < due_before)
+        if due_after is not None:
+            conditions.append(HumanTask.due_at >= due_after)
+        if overdue is True:
+            conditions.append(HumanTask.due_at < now)
+        elif overdue is False:
+            conditions.append(or_(HumanTask.due_at.is_(None), HumanTask.due_at >= now))
+        if created_before is not None:
+            conditions.append(HumanTask.created_at < created_before)
+        if created_after is not None:
+            conditions.append(HumanTask.created_at >= created_after)
+        if candidate_group is not None:
+            conditions.append(exists().where(TaskCandidateGroup.task_id == HumanTask.id,
+                                             TaskCandidateGroup.group_name == candidate_group))
+        if assignee is not None:
+            conditions.append(HumanTask.assignee == assignee)
+        order = _order(sort)
+        query = _task_query().where(*conditions)
+        with self.database.read() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.execute(query.order_by(*order).offset(offset).limit(limit)).all()
+            items = [_info(*row) for row in rows]
+        return Page(items, total, offset, limit)
+
+    def get(self, task_id: str, principal: Principal) -> TaskInfo:
+        """One task with its form and the link to its SOP step (403 if the principal may not see it)."""
+        with self.database.read() as session:
+            task, version, business_key = self._load(session, task_id)
+            _require_visible(task, principal)
+            info = _info(task, version, business_key)
+        info.documentation = self._documentation(task)
+        return info
+
+    def comments(self, task_id: str, principal: Principal) -> list[CommentInfo]:
+        with self.database.read() as session:
+            task, _, _ = self._load(session, task_id)
+            _require_visible(task, principal)
+            rows = session.scalars(
+                select(TaskComment).where(TaskComment.task_id == task_id).order_by(TaskComment.id)
+            ).all()
+            return [CommentInfo(r.id, r.task_id, r.author, r.text, r.created_at) for r in rows]
+
+    # -- actions without engine steps -------------------------------------------------------------
+    def claim(self, task_id: str, principal: Principal, *, expected_version: int | None = None) -> TaskInfo:
+        """Take an open task; 409 if someone else has it, 403 if the principal is not a candidate."""
+
+        def change(session: Session, task: HumanTask, now: datetime) -> list[tuple[str, dict]]:
+            if task.assignee == principal.username:
+                if task.status == OPEN:
+                    task.status, task.claimed_at, task.claimed_by = CLAIMED, now, principal.username
+                    return [(events.TASK_CLAIMED, {})]
+                return []
+            if task.assignee is not None:
+                raise Conflict(f"task {task.id} is already claimed by {task.assignee}", assignee=task.assignee)
+            if not (principal.is_admin or _is_candidate(task, principal)):
+                raise Forbidden(f"{principal.username} is not a candidate for task '{task.name}' "
+                                f"(candidate groups: {', '.join(task.candidate_groups) or 'none'})")
+            task.assignee = principal.username
+            task.status, task.claimed_at, task.claimed_by = CLAIMED, now, principal.username
+            return [(events.TASK_CLAIMED, {})]
+
+        return self._change(task_id, principal, change, expected_version)
+
+    def unclaim(self, task_id: str, principal: Principal, *, expected_version: int | None = None) -> TaskInfo:
+        """Give a task back to its candidates (the assignee or an administrator)."""
+
+        def change(session: Session, task: HumanTask, now: datetime) -> list[tuple[str, dict]]:
+            if task.assignee is None:
+                return []
+            if not (principal.is_admin or task.assignee == principal.username):
+                raise Forbidden(f"only {task.assignee} or an administrator may give this task back")
+            previous = task.assignee
+            task.assignee, task.status, task.claimed_at, task.claimed_by = None, OPEN, None, None
+            return [(events.TASK_UNCLAIMED, {"previous_assignee": previous})]
+
+        return self._change(task_id, principal, change, expected_version)
+
+    def assign(self, task_id: str, assignee: str | None, principal: Principal, *,
+               expected_version: int | None = None) -> TaskInfo:
+        """Hand a task to someone (the assignee delegates, an administrator assigns); None unassigns."""
+
+        def change(session: Session, task: HumanTask, now: datetime) -> list[tuple[str, dict]]:
+            previous = task.assignee
+            if not (principal.is_admin or (previous is not None and previous == principal.username)):
+                raise Forbidden("only the task's assignee or an administrator may assign it")
+            if assignee == previous:
+                return []
+            if assignee is None:
+                task.assignee, task.status, task.claimed_at, task.claimed_by = None, OPEN, None, None
+                return [(events.TASK_UNCLAIMED, {"previous_assignee": previous, "by": principal.username})]
+            user = session.get(User, assignee)
+            if user is None or not user.active:
+                raise InvalidInput(f"there is no active user '{assignee}'",
+                                   errors=[{"field": "assignee", "message": "is not an active user"}])
+            task.assignee, task.status, task.claimed_at, task.claimed_by = assignee, CLAIMED, now, assignee
+            kind = events.TASK_ASSIGNED if previous is None else events.TASK_DELEGATED
+            return [(kind, {"assignee": assignee, "previous_assignee": previous, "by": principal.username})]
+
+        return self._change(task_id, principal, change, expected_version)
+
+    def comment(self, task_id: str, text: str, principal: Principal) -> CommentInfo:
+        """Add a comment to a task (anyone who may see it)."""
+        text = (text or "").strip()
+        if not text or len(text) > MAX_COMMENT:
+            raise InvalidInput("a comment needs text (at most 10,000 characters)",
+                               errors=[{"field": "text", "message": "is empty or too long"}])
+        with self.database.transaction() as session:
+            task, version, _ = self._load(session, task_id)
+            _require_visible(task, principal)
+            now = self.clock.now()
+            comment = TaskComment(task_id=task_id, author=principal.username, text=text, created_at=now)
+            session.add(comment)
+            session.flush()
+            self._audit(session, events.TASK_COMMENTED, task, version, principal.username, now,
+                        {"comment_id": comment.id, "text": text})
+            return CommentInfo(comment.id, task_id, comment.author, comment.text, comment.created_at)
+
+    def _change(self, task_id: str, principal: Principal, change, expected_version: int | None) -> TaskInfo:
+        from sqlalchemy.orm.exc import StaleDataError
+
+        try:
+            with self.database.transaction() as session:
+                task, version, business_key = self._load(session, task_id)
+                _require_open(task, session)
+                if expected_version is not None and task.row_version != expected_version:
+                    raise PreconditionFailed(f"task {task_id} is at version {task.row_version}, not "
+                                             f"{expected_version}: someone changed it first",
+                                             row_version=task.row_version)
+                now = self.clock.now()
+                happened = change(session, task, now)
+                session.flush()  # the task's row-version check, before the audit head is locked
+                for event_type, data in happened:
+                    self._audit(session, event_type, task, version, principal.username, now,
+                                {"task_id": task.id, **data})
+                return _info(task, version, business_key)
+        except StaleDataError as err:
+            raise Conflict(f"task {task_id} was changed by someone else at the same time; reload it") from err
+
+    # -- complete (a command on the instance) ------------------------------------------------------
+    def complete(self, task_id: str, data: dict[str, Any] | None, principal: Principal, *,
+                 expected_version: int | None = None) -> TaskInfo:
+        """Complete a task with form data; 422 listing each bad field (nothing changes), 409 if it is gone."""
+        with self.database.read() as session:
+            task, _, _ = self._load(session, task_id)
+            if task.status not in OPEN_STATUSES:
+                raise Conflict(f"task {task_id} is already {task.status}", status=task.status)
+            _require_completer(task, principal)
+            values = validate_submission(task.form or {}, data)
+            instance_id = task.instance_id
+
+        def action(command: Command) -> TaskInfo:
+            row = command.session.get(HumanTask, task_id)
+            if row is None or row.status not in OPEN_STATUSES:
+                raise Conflict(f"task {task_id} was completed or withdrawn meanwhile")
+            if expected_version is not None and row.row_version != expected_version:
+                raise PreconditionFailed(f"task {task_id} is at version {row.row_version}, not {expected_version}",
+                                         row_version=row.row_version)
+            _require_completer(row, principal)
+            spiff_task = _spiff_task(command, row.spiff_task_id)
+            if spiff_task is None or spiff_task.state != TaskState.READY:
+                raise Conflict(f"task {task_id} is no longer waiting to be completed")
+            spiff_task.data.update(values)
+            spiff_task.run()
+            if row.assignee is None:
+                row.assignee, row.claimed_at, row.claimed_by = principal.username, command.now, principal.username
+            row.status, row.completed_at, row.completed_by = TASK_COMPLETED, command.now, principal.username
+            command.audit(events.TASK_COMPLETED, element_id=row.element_id, element_name=row.name,
+                          element_type="userTask", group=row.lane or _first(row.candidate_groups),
+                          data={"task_id": row.id, "values": values})
+            command.data["task"] = row
+            return row
+
+        self.runner.run(instance_id, action, actor=principal.username, allowed=ACTIVE)
+        return self.get_after_change(task_id)
+
+    def get_after_change(self, task_id: str) -> TaskInfo:
+        with self.database.read() as session:
+            task, version, business_key = self._load(session, task_id)
+            return _info(task, version, business_key)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _load(session: Session, task_id: str) -> tuple[HumanTask, int, str | None]:
+        row = session.execute(_task_query().where(HumanTask.id == task_id)).first()
+        if row is None:
+            raise NotFound(f"there is no task {task_id}", task_id=task_id)
+        return row[0], row[1], row[2]
+
+    @staticmethod
+    def _audit(session: Session, event_type: str, task: HumanTask, version: int, actor: str, now: datetime,
+               data: dict[str, Any]) -> None:
+        record(session, event_type, actor=actor, timestamp=now, instance_id=task.instance_id,
+               definition_key=task.process_key, definition_version=version, element_id=task.element_id,
+               element_name=task.name, element_type="userTask", group=task.lane or _first(task.candidate_groups),
+               data=data)
+
+    def _documentation(self, task: HumanTask) -> str | None:
+        if self.engine is None:
+            return None
+        try:
+            with self.database.read() as session:
+                instance = session.get(ProcessInstance, task.instance_id)
+                specs = self.engine.specs_for(instance.definition)
+        except Exception:  # noqa: BLE001 - documentation is a convenience; the task works without it
+            return None
+        for spec in (specs.spec, *specs.subprocess_specs.values()):
+            task_spec = spec.task_specs.get(task.element_id)
+            if task_spec is not None:
+                return getattr(task_spec, "documentation", None)
+        return None
+
+
+def _task_query():
+    return (
+        select(HumanTask, ProcessDefinition.version, ProcessInstance.business_key)
+        .join(ProcessInstance, HumanTask.instance_id == ProcessInstance.id)
+        .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
+    )
+
+
+def _order(sort: str) -> list:
+    descending = sort.startswith("-")
+    field = sort.lstrip("-+")
+    if field not in SORTS:
+        raise InvalidInput(f"cannot sort by '{field}'", errors=[
+            {"field": "sort", "message": f"must be one of {', '.join(SORTS)} (prefix - for descending)"}])
+    column = SORTS[field]
+    return [column.desc() if descending else column.asc(), HumanTask.created_at, HumanTask.id]
+
+
+def _json_list_contains(column, value: str):
+    """``value`` is in a JSON list column (portable: the list's JSON text contains the quoted value)."""
+    import json
+
+    needle = json.dumps(value)
+    return cast(column, String).contains(needle, autoescape=True)
+
+
+def _candidate_clause(principal: Principal):
+    """SQL: the principal is a candidate, or the task has no candidates at all (open to everyone)."""
+    groups = sorted(principal.groups)
+    in_group = exists().where(TaskCandidateGroup.task_id == HumanTask.id,
+                              TaskCandidateGroup.group_name.in_(groups)) if groups else false()
+    no_candidates = and_(
+        ~exists().where(TaskCandidateGroup.task_id == HumanTask.id),
+        or_(cast(HumanTask.candidate_users, String) == "[]", HumanTask.candidate_users.is_(None)),
+    )
+    return or_(in_group, _json_list_contains(HumanTask.candidate_users, principal.username), no_candidates)
+
+
+def _is_candidate(task: HumanTask, principal: Principal) -> bool:
+    groups = task.candidate_groups or []
+    users = task.candidate_users or []
+    if not groups and not users:
+        return True
+    return principal.username in users or principal.in_any(groups)
+
+
+def _require_visible(task: HumanTask, principal: Principal) -> None:
+    if principal.is_admin or principal.username in (task.assignee, task.claimed_by, task.completed_by):
+        return
+    if _is_candidate(task, principal):
+        return
+    raise Forbidden(f"{principal.username} may not see task {task.id}")
+
+
+def _require_completer(task: HumanTask, principal: Principal) -> None:
+    if principal.is_admin or task.assignee == principal.username:
+        return
+    if task.assignee is not None:
+        raise Forbidden(f"task {task.id} is assigned to {task.assignee}; only they may complete it")
+    if not _is_candidate(task, principal):
+        raise Forbidden(f"{principal.username} is not a candidate for task '{task.name}'")
+
+
+def _require_open(task: HumanTask, session: Session) -> None:
+    if task.status not in OPEN_STATUSES:
+        raise Conflict(f"task {task.id} is already {task.status}", status=task.status)
+    status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
+    if status == "suspended":
+        raise Conflict(f"the process instance of task {task.id} is suspended", status=status)
+
+
+def _spiff_task(command: Command, spiff_task_id: str):
+    try:
+        return command.workflow.get_task_from_id(UUID(spiff_task_id))
+    except Exception:  # noqa: BLE001 - unknown id: the task is gone
+        return None
+
+
+def _first(items: list[str] | None) -> str | None:
+    return items[0] if items else None
+
+
+def _info(task: HumanTask, version: int | None, business_key: str | None) -> TaskInfo:
+    return TaskInfo(
+        id=task.id,
+        instance_id=task.instance_id,
+        element_id=task.element_id,
+        name=task.name,
+        process_key=task.process_key,
+        process_version=version,
+        business_key=business_key,
+        lane=task.lane,
+        candidate_groups=list(task.candidate_groups or []),
+        candidate_users=list(task.candidate_users or []),
+        assignee=task.assignee,
+        priority=task.priority,
+        due_at=task.due_at,
+        follow_up_at=task.follow_up_at,
+        status=task.status,
+        created_at=task.created_at,
+        claimed_at=task.claimed_at,
+        claimed_by=task.claimed_by,
+        completed_at=task.completed_at,
+        completed_by=task.completed_by,
+        outcome=task.outcome,
+        form=task.form or {"key": None, "fields": []},
+        sop_url=f"/sop/{task.process_key}/v/{version}#step-{task.element_id}" if version is not None else None,
+        row_version=task.row_version,
+    )
