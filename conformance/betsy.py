@@ -21,6 +21,7 @@ errors.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import tomllib
 import traceback
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a case fails that is not listed, or passes but is listed")
     args = parser.parse_args(argv)
+    logging.getLogger("bpmn_server").setLevel(logging.ERROR)  # incidents are reported per case below
     try:
         betsy_dir = args.dir or conformance_dir() / "betsy"
         cases = select(load_cases(betsy_dir), args.group, args.case)
