@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxml import etree
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnParser, full_tag
 from SpiffWorkflow.bpmn.parser.event_parsers import (
     BoundaryEventParser,
@@ -306,12 +307,74 @@ class ServerReceiveTaskParser(TimerTextParserMixin, ReceiveTaskParser):
     pass
 
 
+class ConditionalFlowsMixin:
+    """An activity with conditional outgoing sequence flows (BPMN 2.0 §10.5.1): when it completes, a
+    token goes down every unconditional flow and every flow whose condition holds; the default flow
+    only when no condition holds. With no flow to take, the instance fails (as a gateway would)."""
+
+    flow_conditions: dict[str, str | None]
+    default_flow_target: str | None
+
+    def _predict_hook(self, my_task):
+        state = TaskState.FUTURE if my_task.has_state(TaskState.DEFINITE_MASK) else my_task.state
+        unconditional = [s for s in self.outputs if self.flow_conditions.get(s.name) is None
+                         and s.name != self.default_flow_target]
+        my_task._sync_children(unconditional, state)
+        for spec in self.outputs:
+            if spec not in unconditional:
+                my_task._add_child(spec, TaskState.MAYBE)
+
+    def _on_complete_hook(self, my_task):
+        super()._on_complete_hook(my_task)
+        engine = my_task.workflow.script_engine
+        chosen, matched = [], False
+        for spec in self.outputs:
+            condition = self.flow_conditions.get(spec.name)
+            if spec.name == self.default_flow_target:
+                continue
+            if condition is None:
+                chosen.append(spec)
+            elif engine.evaluate(my_task, condition):
+                chosen.append(spec)
+                matched = True
+        if not matched and self.default_flow_target is not None:
+            chosen.append(my_task.workflow.spec.task_specs[self.default_flow_target])
+        if not chosen:
+            raise WorkflowTaskException(f"no outgoing sequence flow of {self.bpmn_id} can be taken: no condition "
+                                        "holds and there is no default flow", task=my_task)
+        my_task._sync_children(chosen, TaskState.FUTURE)
+        for child in my_task.children:
+            child.task_spec._predict(child, mask=TaskState.FUTURE | TaskState.PREDICTED_MASK)
+
+
+_CONDITIONAL_CLASSES: dict[type, type] = {}
+
+
+def _with_conditional_flows(cls: type) -> type:
+    if cls not in _CONDITIONAL_CLASSES:
+        _CONDITIONAL_CLASSES[cls] = type(f"Conditional{cls.__name__}", (ConditionalFlowsMixin, cls), {})
+    return _CONDITIONAL_CLASSES[cls]
+
+
 class ImplicitSplitMixin:
-    """Several unconditional outgoing flows leaving a task are a parallel split (BPMN 2.0 §10.5.1)."""
+    """Several outgoing flows leaving an activity: unconditional ones are a parallel split, conditional
+    ones are taken when their condition holds, the default one when none holds (BPMN 2.0 §10.5.1)."""
 
     def handles_multiple_outgoing(self):
-        flows = self.process_parser.get_outgoing_sequence_flows(self.bpmn_id)
-        return all(self.parse_condition(flow) is None for flow in flows)
+        return True
+
+    def connect_outgoing(self, outgoing_task, sequence_flow_node, is_default):
+        super().connect_outgoing(outgoing_task, sequence_flow_node, is_default)
+        condition = self.parse_condition(sequence_flow_node)
+        if condition is None and not is_default and not isinstance(self.task, ConditionalFlowsMixin):
+            return
+        if not isinstance(self.task, ConditionalFlowsMixin):
+            self.task.__class__ = _with_conditional_flows(type(self.task))
+            self.task.flow_conditions = {}
+            self.task.default_flow_target = None
+        self.task.flow_conditions[outgoing_task.name] = condition
+        if is_default:
+            self.task.default_flow_target = outgoing_task.name
 
 
 class ServerTaskParser(ImplicitSplitMixin, TaskParser):
@@ -528,7 +591,26 @@ def executable_tree(document: BpmnDocument, keep: set[str]) -> etree._Element:
             process.set("isExecutable", "true")
         else:
             root.remove(process)
+    inline_event_definition_refs(root)
     return root
+
+
+def inline_event_definition_refs(root: etree._Element) -> None:
+    """Replace each ``<eventDefinitionRef>`` by a copy of the top-level event definition it names
+    (BPMN 2.0 §10.4.5 allows either form; Spiff reads only inline definitions)."""
+    shared = {
+        child.get("id"): child for child in root
+        if isinstance(child.tag, str) and local_name(child.tag).endswith("EventDefinition") and child.get("id")
+    }
+    for ref in list(root.iter(q("eventDefinitionRef"))):
+        definition = shared.get((ref.text or "").strip().split(":")[-1])
+        event = ref.getparent()
+        if definition is None or event is None:
+            continue
+        inline = copy.deepcopy(definition)
+        inline.set("id", f"{event.get('id')}_{definition.get('id')}")
+        inline.tail = ref.tail
+        event.replace(ref, inline)
 
 
 def _new_parser(root: etree._Element, name: str) -> ServerBpmnParser:
@@ -607,17 +689,12 @@ def _static_findings(process: etree._Element, process_id: str) -> list[Finding]:
             add(element, f"<{name}> cannot run: {UNSUPPORTED[name]}")
         elif name in ("task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
                       "callActivity", "subProcess", "businessRuleTask"):
-            flows = flows_by_source.get(element.get("id") or "", [])
-            if len(flows) > 1 and any(f.find(q("conditionExpression")) is not None for f in flows):
-                add(element, f"<{name}> has conditional outgoing sequence flows (an implicit split), which the "
-                    "engine cannot run", hint="put an exclusive or inclusive gateway after the activity and move "
-                    "the conditions to its outgoing flows")
             if name == "serviceTask" and _service_implementation(element):
                 add(element, f"service task uses {_service_implementation(element)}, which this server cannot "
                     "call", hint="use a script task, or a message the integrator answers")
         elif name == "boundaryEvent":
             definitions = [local_name(c.tag) for c in element if local_name(c.tag).endswith("EventDefinition")]
-            if not definitions:
+            if not definitions and element.find(q("eventDefinitionRef")) is None:
                 add(element, "a boundary event needs an event definition (timer, message, signal, error…)")
             if "compensateEventDefinition" in definitions:
                 add(element, "compensation is not supported by the engine")

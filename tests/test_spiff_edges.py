@@ -1,0 +1,115 @@
+"""SpiffWorkflow sharp edges the spec builder fixes (parser/spec.py), each with the model that shows it.
+The models run on the server's spec builder and sandboxed script engine with a manual clock.
+"""
+
+from __future__ import annotations
+
+import pytest
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.util.task import TaskState
+
+from bpmn_server.clock import ManualClock
+from bpmn_server.parser.document import BpmnDocument
+from bpmn_server.parser.findings import errors_for_process
+from bpmn_server.parser.spec import build_specs
+from bpmn_server.parser.validation import validate
+from bpmn_server.runtime.script_engine import make_script_engine
+from bpmn_server.settings import Settings
+
+from .models import definitions
+
+
+def run(source: bytes, process_id: str, **data) -> tuple[BpmnWorkflow, list[str]]:
+    """Build the process, start it with ``data`` and run it until it waits; the script tasks that ran."""
+    document = BpmnDocument.load(source)
+    assert not errors_for_process(validate(document), process_id)
+    specs = build_specs(document, process_id)
+    clock = ManualClock()
+    workflow = BpmnWorkflow(specs.spec, specs.subprocess_specs,
+                            script_engine=make_script_engine(Settings(secret_key="t"), now=clock.now))
+    workflow.clock = clock
+    workflow.task_tree.data.update(data)
+    ran: list[str] = []
+
+    def completed(task):
+        if type(task.task_spec).__name__.endswith("ScriptTask"):
+            ran.append(task.task_spec.bpmn_id)
+
+    workflow.do_engine_steps(did_complete_task=completed)
+    return workflow, ran
+
+
+def script(task_id: str, incoming: list[str], outgoing: list[str], extra: str = "") -> str:
+    flows = "".join(f"<bpmn:incoming>{f}</bpmn:incoming>" for f in incoming)
+    flows += "".join(f"<bpmn:outgoing>{f}</bpmn:outgoing>" for f in outgoing)
+    return f'<bpmn:scriptTask id="{task_id}" {extra}>{flows}<bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>'
+
+
+def conditional_split(*, default: bool) -> bytes:
+    """check --[amount > 500]--> approve, --[JUEL ${amount <= 500}]--> book, (default ->) archive."""
+    archive_flow = '<bpmn:sequenceFlow id="f_arch" sourceRef="check" targetRef="archive"/>'
+    return definitions(f"""
+  <bpmn:process id="split" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="check"/>
+    {script("check", ["f0"], ["f_big", "f_small", "f_arch"], 'default="f_arch"' if default else "")}
+    <bpmn:sequenceFlow id="f_big" sourceRef="check" targetRef="approve">
+      <bpmn:conditionExpression>amount &gt; 500</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f_small" sourceRef="check" targetRef="book">
+      <bpmn:conditionExpression>${{amount &lt;= 500 &amp;&amp; !blocked}}</bpmn:conditionExpression></bpmn:sequenceFlow>
+    {archive_flow}
+    {script("approve", ["f_big"], ["e1"])}
+    {script("book", ["f_small"], ["e2"])}
+    {script("archive", ["f_arch"], ["e3"])}
+    <bpmn:sequenceFlow id="e1" sourceRef="approve" targetRef="end1"/>
+    <bpmn:sequenceFlow id="e2" sourceRef="book" targetRef="end2"/>
+    <bpmn:sequenceFlow id="e3" sourceRef="archive" targetRef="end3"/>
+    <bpmn:endEvent id="end1"><bpmn:incoming>e1</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end2"><bpmn:incoming>e2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end3"><bpmn:incoming>e3</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+
+
+@pytest.mark.parametrize(("amount", "blocked", "expected"), [
+    (900, False, ["check", "approve", "archive"]),
+    (100, False, ["check", "book", "archive"]),
+    (100, True, ["check", "archive"]),
+])
+def test_conditional_flows_leaving_an_activity_each_take_a_token(amount, blocked, expected):
+    workflow, ran = run(conditional_split(default=False), "split", amount=amount, blocked=blocked)
+    assert sorted(ran) == sorted(expected)
+    assert workflow.is_completed()
+
+
+@pytest.mark.parametrize(("amount", "blocked", "expected"), [
+    (900, False, ["check", "approve"]),
+    (100, True, ["check", "archive"]),  # no condition holds: only then the default flow
+])
+def test_default_flow_of_an_activity_only_when_no_condition_holds(amount, blocked, expected):
+    workflow, ran = run(conditional_split(default=True), "split", amount=amount, blocked=blocked)
+    assert sorted(ran) == sorted(expected)
+    assert workflow.is_completed()
+
+
+def test_activity_with_conditional_flows_is_not_reported_as_unrunnable():
+    findings = validate(BpmnDocument.load(conditional_split(default=True)))
+    assert not [f for f in findings if f.rule == "not-executable-element"]
+
+
+def test_event_definition_referenced_by_id_runs_like_an_inline_one():
+    source = definitions("""
+  <bpmn:signal id="sig" name="go"/>
+  <bpmn:signalEventDefinition id="goDef" signalRef="sig"/>
+  <bpmn:process id="refs" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="wait"/>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f1</bpmn:outgoing>
+      <bpmn:eventDefinitionRef>goDef</bpmn:eventDefinitionRef></bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="wait" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+    workflow, _ = run(source, "refs")
+    waiting = [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.WAITING)]
+    assert waiting == ["wait"]  # a none event would have passed straight through
+    assert type(workflow.get_tasks(state=TaskState.WAITING)[0].task_spec.event_definition).__name__ == \
+        "SignalEventDefinition"
