@@ -25,8 +25,9 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEv
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..audit import events
@@ -47,6 +48,8 @@ TERMINATED = "terminated"
 FAILED = "failed"
 SUSPENDED = "suspended"
 ACTIVE = frozenset({RUNNING, WAITING})
+# An instance with its definition, but not the deployed file's bytes (only needed to build a spec once).
+WITH_DEFINITION = joinedload(ProcessInstance.definition).lazyload(ProcessDefinition.deployment)
 ENDED = frozenset({COMPLETED, TERMINATED})
 
 
@@ -168,7 +171,10 @@ class CommandRunner:
             with self.database.transaction() as session:
                 # FOR UPDATE (PostgreSQL): commands on one instance queue up instead of deadlocking on
                 # the projection rows; the row-version check still catches writers that skip the lock.
-                instance = session.get(ProcessInstance, instance_id, with_for_update=True)
+                instance = session.scalars(
+                    select(ProcessInstance).where(ProcessInstance.id == instance_id)
+                    .options(WITH_DEFINITION).with_for_update(of=ProcessInstance)
+                ).first()
                 if instance is None:
                     raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
                 if expected_version is not None and instance.row_version != expected_version:

@@ -25,6 +25,7 @@ from .commands import (
     RUNNING,
     SUSPENDED,
     TERMINATED,
+    WITH_DEFINITION,
     Command,
     CommandRunner,
     element_type,
@@ -279,14 +280,15 @@ class InstanceService:
         with self.database.read() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = session.scalars(
-                query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id).offset(offset).limit(limit)
+                query.options(WITH_DEFINITION)
+                .order_by(ProcessInstance.started_at.desc(), ProcessInstance.id).offset(offset).limit(limit)
             ).all()
             items = [self._info(row, row.definition) for row in rows]
         return Page(items, total, offset, limit)
 
     @staticmethod
     def _load(session, instance_id: str) -> ProcessInstance:
-        instance = session.get(ProcessInstance, instance_id)
+        instance = session.get(ProcessInstance, instance_id, options=[WITH_DEFINITION])
         if instance is None:
             raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
         return instance

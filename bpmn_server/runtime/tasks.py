@@ -37,7 +37,7 @@ from ..store.models import (
     TaskComment,
     User,
 )
-from .commands import ACTIVE, Command, CommandRunner
+from .commands import ACTIVE, WITH_DEFINITION, Command, CommandRunner
 from .forms import validate_submission
 from .projection import CLAIMED, OPEN, OPEN_STATUSES, TASK_CANCELLED, TASK_COMPLETED
 from .views import CommentInfo, Page, TaskInfo
@@ -319,7 +319,7 @@ class TaskService:
             return None
         try:
             with self.database.read() as session:
-                instance = session.get(ProcessInstance, task.instance_id)
+                instance = session.get(ProcessInstance, task.instance_id, options=[WITH_DEFINITION])
                 specs = self.engine.specs_for(instance.definition)
         except Exception:  # noqa: BLE001 - documentation is a convenience; the task works without it
             return None
