@@ -1,0 +1,140 @@
+"""End-to-end in Debian's headless Chromium (Playwright, never a downloaded browser) against a live
+server: sign in, the catalogue, the bpmn-js modeler (draw, edit, save a new version), findings on an
+uploaded broken model. Every wait is for a selector or a URL; nothing sleeps."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from bpmn_server import create_app
+from tests.web_support import create_people, drawn_process, fast_password_hashing
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+VENDOR = Path(__file__).resolve().parent.parent / "bpmn_server" / "web" / "static" / "vendor" / "bpmn-js"
+
+
+def _require_browser_setup() -> None:
+    missing = [str(p) for p in (CHROMIUM, VENDOR / "bpmn-modeler.production.min.js") if not p.exists()]
+    if missing:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"browser tests need {', '.join(missing)} (bin/setup --test installs them)")
+        pytest.skip(f"browser tests need {', '.join(missing)} (run bin/setup --test)")
+
+
+@pytest.fixture
+def backend() -> str:
+    """Pages, not storage, are under test here: SQLite only."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser_setup()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(services, monkeypatch):
+    """The app served over real HTTP in a thread, on a free port."""
+    fast_password_hashing(monkeypatch)
+    create_people(services)
+    server = make_server("127.0.0.1", 0, create_app(services=services, testing=True), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def sign_in(page, username: str, password: str, next_path: str) -> None:
+    page.goto(next_path)
+    page.wait_for_url("**/login?next=*")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**{next_path}")
+
+
+def test_owner_edits_a_task_name_in_the_modeler_and_saves_version_2(page, services):
+    services.definitions.deploy(drawn_process("drawn"), "drawn.bpmn", "owner")
+    sign_in(page, "owner", "owner-demo", "/processes")
+    row = page.locator('tr[data-process-key="drawn"]')
+    assert "v1" in row.inner_text()
+
+    row.get_by_role("link", name="Edit in modeler").click()
+    page.wait_for_selector('#modeler-canvas[data-rendered="true"]')
+    task = page.locator('.djs-shape[data-element-id="work"]')
+    assert page.locator("#modeler-canvas .djs-shape").count() >= 3  # bpmn-js drew start, task, end
+    assert "Check the receipt" in task.text_content()
+
+    task.dblclick()
+    editor = page.locator(".djs-direct-editing-parent")
+    editor.wait_for()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("Check receipt and order")
+    page.locator('#modeler-canvas .djs-shape[data-element-id="start"]').click()  # leave the label editor
+    page.wait_for_selector("#save-state.dirty")
+
+    page.get_by_role("button", name="Save as new version").click()
+    page.wait_for_selector("#save-state:has-text('Saved as drawn v2')")
+    saved = services.definitions.get("drawn", 2)
+    assert b'name="Check receipt and order"' in services.definitions.source_of(saved)
+    assert saved.owner == "owner"
+
+    page.goto("/processes")
+    assert "v2" in page.locator('tr[data-process-key="drawn"]').inner_text()
+
+
+def test_uploaded_broken_model_shows_its_finding_in_the_list_and_on_the_diagram(page, services, tmp_path):
+    broken = tmp_path / "waiting.bpmn"
+    broken.write_bytes(drawn_process("waiting", "Waiting process", broken_timer=True))
+    sign_in(page, "owner", "owner-demo", "/processes/upload")
+    page.get_by_label("BPMN 2.0 file").set_input_files(str(broken))
+    page.get_by_role("button", name="Validate and deploy").click()
+    page.wait_for_selector("h1:has-text('Deployed: waiting.bpmn')")
+    finding = page.locator(".findings li.severity-error")
+    assert "'in a while' is not an ISO-8601 duration" in finding.inner_text()
+    assert "invalid-timer" in finding.inner_text()
+
+    page.get_by_role("link", name="Waiting process v1").click()
+    page.wait_for_selector('[data-bpmn-viewer][data-rendered="true"]')
+    badge = page.locator('.finding-overlay[data-finding-element="end"]')
+    badge.wait_for()
+    assert badge.inner_text() == "1"
+    assert page.locator('.djs-shape.marker-finding-error[data-element-id="end"]').count() == 1
+
+
+def test_a_new_process_drawn_from_scratch_is_deployed(page, services):
+    sign_in(page, "owner", "owner-demo", "/modeler")
+    page.wait_for_selector('#modeler-canvas[data-rendered="true"]')
+    assert page.locator('#modeler-canvas .djs-shape[data-element-id="StartEvent_1"]').count() == 1
+    page.get_by_label("File name").fill("my-first.bpmn")
+    page.get_by_role("button", name="Save as new version").click()
+    page.wait_for_selector("#save-state:has-text('Saved as Process_')")
+    definitions = services.definitions.list_definitions().items
+    assert [d.name for d in definitions] == ["New process"]
+    assert definitions[0].deployment.name == "my-first.bpmn"
