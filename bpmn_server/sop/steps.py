@@ -369,9 +369,14 @@ class _Builder:
             step = self.make_step(node, process_id, f"{prefix}{index}", inherited_lane)
             step.reachable = node_id not in unreachable
             steps[node_id] = step
+        outgoing: dict[str, list[etree._Element]] = {}
+        incoming: dict[str, list[etree._Element]] = {}
+        for flow in flows:
+            outgoing.setdefault(flow.get("sourceRef", ""), []).append(flow)
+            incoming.setdefault(flow.get("targetRef", ""), []).append(flow)
         for position, node_id in enumerate(order):
             following = order[position + 1] if position + 1 < len(order) else None
-            self.link_step(steps[node_id], by_id[node_id], flows, steps, back, following, boundaries)
+            self.link_step(steps[node_id], by_id[node_id], (outgoing, incoming), steps, back, following, boundaries)
         return [steps[i] for i in order]
 
     def _link_edges(self, nodes: list[etree._Element]) -> list[tuple[str, str]]:
@@ -653,15 +658,15 @@ class _Builder:
         self,
         step: Step,
         node: etree._Element,
-        flows: list[etree._Element],
+        flows: tuple[dict[str, list[etree._Element]], dict[str, list[etree._Element]]],
         steps: dict[str, Step],
         back: set[tuple[str, str]],
         following: str | None,
         boundaries: dict[str, list[etree._Element]],
     ) -> None:
         tag = step.type
-        outgoing = [f for f in flows if f.get("sourceRef") == step.id and f.get("targetRef") in steps]
-        incoming = [f for f in flows if f.get("targetRef") == step.id]
+        outgoing = [f for f in flows[0].get(step.id, []) if f.get("targetRef") in steps]
+        incoming = flows[1].get(step.id, [])
         default = node.get("default")
 
         def make(kind: str, target: str, condition: str | None = None) -> Next:
