@@ -302,6 +302,7 @@ class CommandRunner:
                 spec = _failed_spec(command.workflow, element_id)
         if kind == "engine":
             log.warning("engine error in instance %s", command.instance.id, exc_info=err)
+        command.session.flush()  # a new instance's row must exist before its incident
         incident = Incident(
             instance_id=command.instance.id,
             kind=kind,
