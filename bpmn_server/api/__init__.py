@@ -41,13 +41,43 @@ def init_app(app: Flask) -> Api:
     )
     app.register_error_handler(BpmnServerError, from_domain_error)
 
-    from . import definitions, health, identity
+    from . import definitions, health, identity, metrics
 
-    for module in (health, definitions, identity):
+    _trace_requests(app)
+    for module in (health, metrics, definitions, identity):
         api.register_blueprint(module.blp)
     for module in _optional_blueprints():
         api.register_blueprint(module.blp)
     return api
+
+
+def _trace_requests(app: Flask) -> None:
+    """Give every request an id (``X-Request-ID``, taken from the caller when it sends one), put it
+    in the log context and the response, and count the answer by method and status."""
+    import uuid
+
+    from flask import g, request
+
+    from .. import logs
+    from ..metrics import HTTP_REQUESTS
+
+    @app.before_request
+    def _start():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        g.request_id_token = logs.request_id.set(g.request_id)
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        HTTP_REQUESTS.labels(method=request.method, status=str(response.status_code)).inc()
+        return response
+
+    @app.teardown_request
+    def _forget(_error):
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            logs.request_id.reset(token)
 
 
 def _optional_blueprints():

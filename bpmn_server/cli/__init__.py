@@ -22,7 +22,10 @@ def load_services(**overrides):
     from ..services import Services
     from ..settings import Settings
 
+    from ..logs import configure_logging
+
     services = Services(Settings.from_env(**overrides))
+    configure_logging(services.settings.log_level, json_lines=services.settings.log_json)
     services.create_schema()
     return services
 
@@ -33,11 +36,12 @@ def fail(error: BpmnServerError) -> None:
 
 
 def _register() -> None:
+    from .db import db_group
     from .deploy import deploy_command
     from .serve import serve_command, worker_command
     from .users import token_group, user_group
 
-    for command in (serve_command, worker_command, deploy_command, user_group, token_group):
+    for command in (serve_command, worker_command, deploy_command, user_group, token_group, db_group):
         main.add_command(command)
     for module, attribute in (("validate", "validate_command"), ("sop", "sop_command"), ("audit", "audit_group")):
         try:
