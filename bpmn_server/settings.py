@@ -42,6 +42,9 @@ class Settings:
     token_ttl_days: int = 90
     admin_username: str = "admin"
     secure_cookies: bool = False  # mark the web session cookie Secure (serve behind HTTPS)
+    log_level: str = "INFO"
+    log_json: bool = True  # JSON lines with request and instance ids; false: plain text
+    migrate_on_start: bool = True  # `serve`/`worker` apply pending schema migrations first
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
