@@ -165,7 +165,7 @@ def read_plane(plane: etree._Element, by_id: dict[str, etree._Element]) -> tuple
 
 def wrap(text: str, width: float, size: float = 12) -> list[str]:
     """Lines of ``text`` that fit ``width`` pixels, estimated from an average glyph width."""
-    per_line = max(4, int(width / (size * 0.55)))
+    per_line = max(4, int(width / (size * 0.52)))
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
         current = ""
@@ -201,7 +201,7 @@ def _text_block(lines: list[str], x: float, y: float, size: float, anchor: str =
             f'text-anchor="{anchor}">{spans}</text>')
 
 
-def _centred_text(text: str, box: Box, size: float = 12, padding: float = 5) -> str:
+def _centred_text(text: str, box: Box, size: float = 12, padding: float = 4) -> str:
     lines = wrap(text, box.w - 2 * padding, size)
     max_lines = max(1, int((box.h - 2 * padding) / (size * 1.2)))
     if len(lines) > max_lines:
@@ -398,10 +398,10 @@ def _bottom_markers(element: etree._Element, tag: str, box: Box, collapsed: bool
 
 
 def _draw_activity(shape: DrawnShape, tag: str, element: etree._Element, label: str,
-                   has_children_drawn: bool) -> str:
+                   has_children_drawn: bool, by_id: dict[str, etree._Element]) -> str:
     box = shape.box
     expanded = shape.expanded if shape.expanded is not None else has_children_drawn
-    is_container = tag in ("subProcess", "transaction", "adHocSubProcess")
+    is_container = tag in ("subProcess", "transaction", "adHocSubProcess") or (tag == "callActivity" and expanded)
     event_sub = (element.get("triggeredByEvent") or "").lower() == "true"
     classes = ["activity", tag]
     stroke_width = 4 if tag == "callActivity" else 1.5
@@ -415,21 +415,25 @@ def _draw_activity(shape: DrawnShape, tag: str, element: etree._Element, label: 
     icon = _TASK_ICONS.get(tag)
     if icon:
         parts.append(f'<g class="task-icon" transform="translate({box.x + 6:.1f} {box.y + 6:.1f})">{icon}</g>')
-    collapsed = (is_container or tag == "callActivity") and not expanded and (
-        is_container or _calls_process(element))
-    parts.append(_bottom_markers(element, tag, box, collapsed))
+    collapsed = not expanded and (is_container or (tag == "callActivity" and _calls_process(element, by_id)))
+    markers = _bottom_markers(element, tag, box, collapsed)
+    parts.append(markers)
     if is_container and expanded:
         classes.append("expanded")
         lines = wrap(label, box.w - 16, 12)[:3]
         parts.append(_text_block(lines, box.x + 8, box.y + 16, 12, anchor="start"))
     elif label:
-        inner = Box(box.x + (16 if icon else 0), box.y, box.w - (16 if icon else 0), box.h - 12)
+        top = 10 if icon and box.h >= 50 else 0
+        inner = Box(box.x, box.y + top, box.w, box.h - top - (14 if markers else 0))
         parts.append(_centred_text(label, inner))
     return f'<g class="{" ".join(classes)}">' + "".join(parts) + "</g>"
 
 
-def _calls_process(element: etree._Element) -> bool:
-    return bool(element.get("calledElement"))
+def _calls_process(element: etree._Element, by_id: dict[str, etree._Element]) -> bool:
+    """Whether a call activity calls a process (drawn with [+]) rather than a global task."""
+    called = (element.get("calledElement") or "").strip()
+    target = by_id.get(called)
+    return bool(called) and (target is None or not local_name(target.tag).startswith("global"))
 
 
 def _draw_data(shape: DrawnShape, tag: str, element: etree._Element, by_id: dict) -> str:
@@ -623,6 +627,8 @@ def draw(
             has_children = any(child.get("id") in drawn_ids for child in element)
             if shape.expanded if shape.expanded is not None else has_children:
                 expanded_ids.add(shape.element_id)
+        elif element is not None and local_name(element.tag) == "callActivity" and shape.expanded:
+            expanded_ids.add(shape.element_id)  # drawn open, with the called process's shapes inside
     xs: list[float] = []
     ys: list[float] = []
     for shape in shapes:
@@ -677,7 +683,7 @@ def _shape_markup(shape: DrawnShape, by_id: dict, links: dict[str, str], drawn_i
     tag = local_name(element.tag)
     if tag in ACTIVITY_TAGS:
         has_children = any(child.get("id") in drawn_ids for child in element)
-        markup = _draw_activity(shape, tag, element, label, has_children)
+        markup = _draw_activity(shape, tag, element, label, has_children, by_id)
     elif tag in EVENT_TAGS:
         markup = _draw_event(shape, tag, element)
         if label:
