@@ -39,6 +39,49 @@ class Services:
         from .runtime.outbox import OutboxService
 
         self.outbox = OutboxService(self.database, self.clock)
+        from .runtime.timers import TimerService
+
+        self.timers = TimerService(self.database, self.clock, settings, instances=lambda: self.instances,
+                                   definitions=self.definitions)
+        self.scheduler = None
+        if hasattr(self, "instances"):  # keep this last: commands notify people through the outbox
+            self.wire_people()
+
+    def wire_people(self) -> None:
+        """Let every command notify people (task created/assigned, reminders, escalations, failures)."""
+        from .runtime.reminders import PeopleListener
+
+        runner = self.instances.runner
+        if not any(isinstance(listener, PeopleListener) for listener in runner.listeners):
+            runner.listeners.append(PeopleListener())
+
+    def start_scheduler(self, *, paused: bool = False):
+        """Fire timers and deliver webhooks in this process (``serve`` and ``worker``)."""
+        from .runtime.scheduler import TimerScheduler
+
+        if self.scheduler is None:
+            self.scheduler = TimerScheduler(self.timers, self.outbox, sweep_seconds=self.settings.timer_sweep_seconds)
+            self.scheduler.start(paused=paused)
+        return self.scheduler
+
+    def stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+            self.scheduler = None
+
+    def run_worker(self) -> None:
+        """Run the scheduler until interrupted (``bpmn-server worker``)."""
+        import signal
+        import threading
+
+        stop = threading.Event()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: stop.set())
+        self.start_scheduler()
+        try:
+            stop.wait()
+        finally:
+            self.stop_scheduler()
 
     def create_schema(self) -> None:
         """Create the tables if they do not exist (first start)."""

@@ -1,0 +1,365 @@
+"""Timers that fire on time and are never lost: firing at the due time with the manual clock,
+reminders and escalations as standard BPMN, catch-up after downtime, exactly once under concurrent
+sweepers, retries with backoff ending in an incident, timer start events (cycle and cron)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bpmn_server.audit import events
+from bpmn_server.identity.principal import Principal
+from bpmn_server.store import Database
+from bpmn_server.store.models import AuditEvent, HumanTask, Incident, Outbox, ProcessInstance, Timer
+
+from . import timer_models
+
+ADMIN = Principal("admin", frozenset(), True)
+
+
+@pytest.fixture
+def runtime(services):
+    """The services with the instance runtime wired in (as `serve` and `worker` have it)."""
+    if not hasattr(services, "instances"):  # until the facade builds the runtime itself
+        from bpmn_server.runtime.engine import Engine
+        from bpmn_server.runtime.instances import InstanceService
+
+        engine = Engine(services.settings, services.definitions)
+        services.instances = InstanceService(services.database, services.clock, engine, services.definitions)
+        services.wire_people()
+    return services
+
+
+def deploy(services, source: bytes, name: str = "model.bpmn"):
+    result = services.definitions.deploy(source, name, "admin")
+    return result.definitions[0]
+
+
+def start(services, key: str, **kwargs):
+    return services.instances.start(key, principal=ADMIN, **kwargs)
+
+
+def rows(database, model, *where):
+    with database.read() as session:
+        return session.scalars(select(model).where(*where)).all()
+
+
+def status_of(database, instance_id: str) -> str:
+    with database.read() as session:
+        return session.get(ProcessInstance, instance_id).status
+
+
+def people(services):
+    services.identity.create_user("mia", password="mia-password", groups=["managers"])
+    services.identity.create_user("max", password="max-password", groups=["managers"])
+    services.identity.create_user("lea", password="lea-password", groups=["finance-leads"])
+    services.identity.create_user("cal", password="cal-password", groups=["clerks"])
+
+
+def notifications_of(services, username: str):
+    return services.outbox.notifications(Principal(username, frozenset(), False))[0]
+
+
+def test_two_second_timer_fires_at_its_due_time(runtime, database, clock):
+    deploy(runtime, timer_models.intermediate_timer(duration="PT2S"))
+    instance = start(runtime, "wait")
+    [timer] = rows(database, Timer, Timer.instance_id == instance.id)
+    assert timer.status == "waiting"
+    assert timer.due_at == clock.now() + timedelta(seconds=2)
+
+    clock.advance(1.9)
+    assert runtime.timers.fire_due().fired == 0
+    assert status_of(database, instance.id) == "waiting"
+
+    clock.advance(0.1)
+    report = runtime.timers.fire_due()
+    assert report.fired == 1
+    assert status_of(database, instance.id) == "completed"
+    [timer] = rows(database, Timer, Timer.instance_id == instance.id)
+    assert timer.status == "fired" and timer.lock_owner is None
+    fired = rows(database, AuditEvent, AuditEvent.instance_id == instance.id,
+                 AuditEvent.event_type == events.TIMER_FIRED)
+    assert [(e.actor, e.element_id, e.timestamp) for e in fired] == [
+        (events.ACTOR_TIMER, "wait_timer", timer.due_at)]
+    assert runtime.timers.fire_due().fired == 0  # never twice
+
+
+def test_reminder_fires_three_times_and_the_task_stays_open(runtime, database, clock):
+    people(runtime)
+    deploy(runtime, timer_models.approval(deadline="P10D"))
+    instance = start(runtime, "approval")
+    [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
+    for day in range(1, 6):
+        clock.advance(timedelta(days=1))
+        runtime.timers.fire_due()
+        reminders = [n for n in notifications_of(runtime, "mia") if n.kind == "task.reminder"]
+        assert len(reminders) == min(day, 3)
+    [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
+    assert task.status == "open"
+    assert len([n for n in notifications_of(runtime, "max") if n.kind == "task.reminder"]) == 3
+    assert [n for n in notifications_of(runtime, "lea") if n.kind == "task.reminder"] == []
+    fired = rows(database, AuditEvent, AuditEvent.instance_id == instance.id,
+                 AuditEvent.event_type == events.TIMER_FIRED, AuditEvent.element_id == "daily_reminder")
+    assert len(fired) == 3
+    reminder = [n for n in notifications_of(runtime, "mia") if n.kind == "task.reminder"][0]
+    assert reminder.task_id == task.id and reminder.payload["task"] == "Approve refund"
+
+
+def test_reminders_stop_when_the_task_is_completed(runtime, database, clock):
+    people(runtime)
+    deploy(runtime, timer_models.approval())
+    instance = start(runtime, "approval")
+    clock.advance(timedelta(days=1))
+    runtime.timers.fire_due()
+    [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
+    runtime.tasks.complete(task.id, {}, Principal("mia", frozenset({"managers"}), False)) if hasattr(
+        runtime, "tasks") else _complete(runtime, task)
+    assert status_of(database, instance.id) == "completed"
+    clock.advance(timedelta(days=10))
+    assert runtime.timers.fire_due().fired == 0
+    assert len([n for n in notifications_of(runtime, "mia") if n.kind == "task.reminder"]) == 1
+    assert {t.status for t in rows(database, Timer, Timer.instance_id == instance.id)} <= {"fired", "cancelled"}
+
+
+def _complete(services, task):
+    from bpmn_server.runtime.tasks import TaskService
+
+    TaskService(services.database, services.clock, services.instances.runner).complete(
+        task.id, {}, Principal("mia", frozenset({"managers"}), False))
+
+
+def test_interrupting_deadline_withdraws_the_task_and_routes_it_on(runtime, database, clock):
+    people(runtime)
+    deploy(runtime, timer_models.approval(reminder="R3/P1D", deadline="P5D"))
+    instance = start(runtime, "approval")
+    [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
+    assert task.due_at == clock.now() + timedelta(days=5)  # the deadline timer is the due date
+
+    clock.advance(timedelta(days=5))
+    runtime.timers.fire_due()
+
+    withdrawn = rows(database, HumanTask, HumanTask.id == task.id)[0]
+    assert withdrawn.status == "cancelled"
+    assert "Approval overdue" in withdrawn.outcome and "P5D" in withdrawn.outcome
+    [escalated] = rows(database, HumanTask, HumanTask.instance_id == instance.id, HumanTask.status == "open")
+    assert escalated.element_id == "escalated_approval" and escalated.candidate_groups == ["finance-leads"]
+    history = rows(database, AuditEvent, AuditEvent.instance_id == instance.id)
+    cancelled = [e for e in history if e.event_type == events.TASK_CANCELLED]
+    assert cancelled[0].data["reason"] == withdrawn.outcome
+    assert any(e.event_type == events.TASK_ESCALATED and e.element_id == "approve" for e in history)
+    assert [n.kind for n in notifications_of(runtime, "mia")].count("task.escalated") == 1
+    assert "task.created" in [n.kind for n in notifications_of(runtime, "lea")]
+    assert len([n for n in notifications_of(runtime, "mia") if n.kind == "task.reminder"]) == 3
+    clock.advance(timedelta(days=5))
+    assert runtime.timers.fire_due().fired == 0  # the reminder went with the task
+
+
+def test_escalation_event_withdraws_the_task_with_the_reason(runtime, database, clock):
+    people(runtime)
+    deploy(runtime, timer_models.escalation_subprocess())
+    instance = start(runtime, "escalating")
+    [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
+    _complete_as(runtime, task, "cal", "clerks")
+    lead = rows(database, HumanTask, HumanTask.instance_id == instance.id, HumanTask.status == "open")
+    assert [t.element_id for t in lead] == ["lead_decides"]
+    assert "task.created" in [n.kind for n in notifications_of(runtime, "lea")]
+
+
+def _complete_as(services, task, username, group):
+    from bpmn_server.runtime.tasks import TaskService
+
+    tasks = getattr(services, "tasks", None) or TaskService(services.database, services.clock,
+                                                            services.instances.runner)
+    tasks.complete(task.id, {}, Principal(username, frozenset({group}), False))
+
+
+def test_overdue_filter_lists_tasks_past_their_deadline(runtime, database, clock):
+    people(runtime)
+    deploy(runtime, timer_models.approval(deadline="P5D", due_date="P2D"))
+    instance = start(runtime, "approval")
+    [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
+    assert task.due_at == clock.now() + timedelta(days=2)  # camunda:dueDate wins over the deadline
+    from bpmn_server.runtime.tasks import TaskService
+
+    tasks = getattr(runtime, "tasks", None) or TaskService(database, clock, runtime.instances.runner)
+    mia = Principal("mia", frozenset({"managers"}), False)
+    assert tasks.list(mia, overdue=True).total == 0
+    clock.advance(timedelta(days=3))
+    assert [t.id for t in tasks.list(mia, overdue=True).items] == [task.id]
+
+
+def test_timers_that_fell_due_while_down_fire_once_after_start_up(runtime, database, clock, settings):
+    deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
+    instances = [start(runtime, "wait").id for _ in range(5)]
+    clock.advance(timedelta(hours=1))  # "down" for an hour: nothing swept
+
+    from bpmn_server.services import Services
+
+    restarted = Services(settings, database=database, clock=clock)
+    restarted.instances = runtime.instances
+    report = restarted.timers.fire_due()
+    assert report.fired == 5
+    assert restarted.timers.fire_due().fired == 0
+    assert {status_of(database, i) for i in instances} == {"completed"}
+    with database.read() as session:
+        count = session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.event_type == events.TIMER_FIRED))
+    assert count == 5
+
+
+def test_concurrent_sweepers_fire_every_timer_exactly_once(runtime, database, clock):
+    deploy(runtime, timer_models.intermediate_timer(duration="PT5S"))
+    instances = [start(runtime, "wait").id for _ in range(12)]
+    clock.advance(10)
+    reports = []
+
+    def sweep():
+        reports.append(runtime.timers.fire_due(batch=2))
+
+    threads = [threading.Thread(target=sweep) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.fired for r in reports) == 12
+    assert {status_of(database, i) for i in instances} == {"completed"}
+    with database.read() as session:
+        per_instance = session.execute(select(AuditEvent.instance_id, func.count()).where(
+            AuditEvent.event_type == events.TIMER_FIRED).group_by(AuditEvent.instance_id)).all()
+    assert sorted(n for _, n in per_instance) == [1] * 12
+
+
+def test_two_engines_on_postgres_fire_every_timer_exactly_once(runtime, database, clock, settings, backend):
+    if backend != "postgres":
+        pytest.skip("two separate engines on one database: the PostgreSQL cluster case")
+    from bpmn_server.runtime.engine import Engine
+    from bpmn_server.runtime.instances import InstanceService
+    from bpmn_server.services import Services
+
+    deploy(runtime, timer_models.intermediate_timer(duration="PT5S"))
+    instances = [start(runtime, "wait").id for _ in range(12)]
+    clock.advance(10)
+    other_db = Database(database.url, pool_size=3)
+    try:
+        other = Services(settings, database=other_db, clock=clock)
+        other.instances = InstanceService(other_db, clock, Engine(settings, other.definitions), other.definitions)
+        reports = []
+        threads = [threading.Thread(target=lambda s=s: reports.append(s.timers.fire_due(batch=3)))
+                   for s in (runtime, other, runtime, other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        other_db.dispose()
+    assert sum(r.fired for r in reports) == 12
+    assert {status_of(database, i) for i in instances} == {"completed"}
+    with database.read() as session:
+        count = session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.event_type == events.TIMER_FIRED))
+    assert count == 12
+
+
+def test_failing_timer_retries_with_backoff_then_becomes_an_incident(runtime, database, clock, monkeypatch):
+    deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
+    instance = start(runtime, "wait")
+    runner = runtime.instances.runner
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(kwargs.get("now"))
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(runner, "run", broken)
+    clock.advance(timedelta(minutes=1))
+    attempts = runtime.settings.timer_max_attempts
+    assert runtime.timers.fire_due().retried == 1
+    [timer] = rows(database, Timer, Timer.instance_id == instance.id)
+    assert timer.attempts == 1 and timer.status == "waiting" and "database went away" in timer.last_error
+    assert timer.next_attempt_at == clock.now() + timedelta(seconds=30)
+    assert runtime.timers.fire_due().retried == 0  # backing off
+    waits = []
+    for _ in range(attempts - 1):
+        [timer] = rows(database, Timer, Timer.instance_id == instance.id)
+        waits.append(timer.next_attempt_at - clock.now())
+        clock.set(timer.next_attempt_at)
+        runtime.timers.fire_due()
+    assert waits == [timedelta(seconds=30 * 2 ** i) for i in range(attempts - 1)]
+    assert len(calls) == attempts
+    assert all(now == timer.due_at for now in calls)  # each attempt fires at the due time
+    [timer] = rows(database, Timer, Timer.instance_id == instance.id)
+    assert timer.status == "failed"
+    [incident] = rows(database, Incident, Incident.instance_id == instance.id)
+    assert incident.kind == "timer" and incident.element_id == "wait_timer"
+    assert "database went away" in incident.message
+    clock.advance(timedelta(days=1))
+    assert runtime.timers.fire_due().fired == 0  # not lost: failed and visible, not retried forever
+
+    monkeypatch.undo()
+    runtime.timers.retry(ADMIN, timer.id)
+    assert runtime.timers.fire_due().fired == 1
+    assert status_of(database, instance.id) == "completed"
+    assert rows(database, Incident, Incident.instance_id == instance.id)[0].resolved_at is not None
+
+
+def test_timer_start_event_with_a_cycle_starts_an_instance_each_period(runtime, database, clock):
+    deploy(runtime, timer_models.timer_start(kind="timeCycle", text="R3/PT1H"))
+    runtime.timers.start_timers.sync()
+    [row] = rows(database, Timer, Timer.kind == "start", Timer.status == "waiting")
+    assert row.instance_id is None and row.due_at == clock.now() + timedelta(hours=1)
+    started = []
+    for _ in range(5):
+        clock.advance(timedelta(hours=1))
+        runtime.timers.start_timers.sync()
+        started += runtime.timers.fire_due().started
+    assert len(started) == 3  # R3: three instances, then the schedule ends
+    tasks = rows(database, HumanTask, HumanTask.instance_id.in_(started))
+    assert len(tasks) == 3 and {t.element_id for t in tasks} == {"check"}
+    started_at = sorted(i.started_at for i in rows(database, ProcessInstance, ProcessInstance.id.in_(started)))
+    first = started_at[0]
+    assert started_at == [first, first + timedelta(hours=1), first + timedelta(hours=2)]
+
+
+def test_timer_start_event_with_a_quartz_cron_starts_on_weekdays_at_nine(runtime, database, clock):
+    clock.set(datetime(2026, 1, 9, 10, 0, tzinfo=UTC))  # a Friday, after nine
+    deploy(runtime, timer_models.timer_start(kind="timeCycle", text="0 0 9 * * MON-FRI"))
+    runtime.timers.start_timers.sync()
+    [row] = rows(database, Timer, Timer.kind == "start", Timer.status == "waiting")
+    assert row.due_at == datetime(2026, 1, 12, 9, 0, tzinfo=UTC)  # Monday
+    clock.set(datetime(2026, 1, 13, 12, 0, tzinfo=UTC))  # Tuesday noon: Monday and Tuesday fell due
+    report = runtime.timers.fire_due()
+    assert len(report.started) == 1  # missed occurrences fire once, not once per period
+    [row] = rows(database, Timer, Timer.kind == "start", Timer.status == "waiting")
+    assert row.due_at == datetime(2026, 1, 14, 9, 0, tzinfo=UTC)
+
+
+def test_new_version_moves_the_start_schedule_and_retiring_stops_it(runtime, database, clock):
+    first = deploy(runtime, timer_models.timer_start(text="R/P1D"), "v1.bpmn")
+    runtime.timers.start_timers.sync()
+    second = deploy(runtime, timer_models.timer_start(text="R/P1D", name="Scheduled v2"), "v2.bpmn")
+    runtime.timers.start_timers.sync()
+    waiting = rows(database, Timer, Timer.kind == "start", Timer.status == "waiting")
+    assert [r.definition_id for r in waiting] == [second.id]
+    clock.advance(timedelta(days=1))
+    [instance_id] = runtime.timers.fire_due().started
+    assert rows(database, ProcessInstance, ProcessInstance.id == instance_id)[0].definition_id == second.id
+    assert first.id != second.id
+    runtime.definitions.retire("scheduled", second.version, ADMIN)
+    runtime.timers.start_timers.sync()  # back to version 1, the latest that is not retired
+    [row] = rows(database, Timer, Timer.kind == "start", Timer.status == "waiting")
+    assert row.definition_id == first.id
+
+
+def test_webhook_subscribers_receive_reminders(runtime, database, clock):
+    people(runtime)
+    runtime.outbox.create_subscription(ADMIN, "http://127.0.0.1:9/hook", ["task.reminder"])
+    deploy(runtime, timer_models.approval())
+    start(runtime, "approval")
+    clock.advance(timedelta(days=1))
+    runtime.timers.fire_due()
+    hooks = rows(database, Outbox, Outbox.channel == "webhook")
+    assert [h.event_type for h in hooks] == ["task.reminder"]
+    assert hooks[0].payload["task"] == "Approve refund"

@@ -1,0 +1,107 @@
+"""BPMN models of the timer tests: short timers, reminders and escalations, timer start events."""
+
+from __future__ import annotations
+
+from .models import definitions
+
+
+def intermediate_timer(process_id: str = "wait", duration: str = "PT2S") -> bytes:
+    """start -> wait <duration> -> script sets fired -> end."""
+    return definitions(f"""
+  <bpmn:process id="{process_id}" name="Wait" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:intermediateCatchEvent id="wait_timer" name="Wait {duration}">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>{duration}</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait_timer"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="wait_timer" targetRef="end"/>
+  </bpmn:process>""")
+
+
+def approval(process_id: str = "approval", *, reminder: str = "R3/P1D", deadline: str = "P5D",
+             due_date: str | None = None) -> bytes:
+    """"Approve refund" (managers) with a repeating reminder and an interrupting deadline that routes
+    the decision to the finance leads."""
+    due = f' camunda:dueDate="{due_date}"' if due_date else ""
+    return definitions(f"""
+  <bpmn:process id="{process_id}" name="Approval" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="approve" name="Approve refund" camunda:candidateGroups="managers"{due}>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:boundaryEvent id="daily_reminder" name="Daily reminder" cancelActivity="false" attachedToRef="approve">
+      <bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeCycle>{reminder}</bpmn:timeCycle></bpmn:timerEventDefinition>
+    </bpmn:boundaryEvent>
+    <bpmn:boundaryEvent id="approval_overdue" name="Approval overdue" attachedToRef="approve">
+      <bpmn:outgoing>f4</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>{deadline}</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:boundaryEvent>
+    <bpmn:endEvent id="reminder_sent"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:userTask id="escalated_approval" name="Decide overdue refund" camunda:candidateGroups="finance-leads">
+      <bpmn:incoming>f4</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="approved"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="escalated_done"><bpmn:incoming>f5</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="approve"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="approve" targetRef="approved"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="daily_reminder" targetRef="reminder_sent"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="approval_overdue" targetRef="escalated_approval"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="escalated_approval" targetRef="escalated_done"/>
+  </bpmn:process>""")
+
+
+def escalation_subprocess(process_id: str = "escalating") -> bytes:
+    """A sub-process whose user task is followed by an escalation end event when the amount is large;
+    the escalation boundary event on the sub-process routes the case to the finance leads."""
+    return definitions(f"""
+  <bpmn:escalation id="esc_large" name="Large amount" escalationCode="LARGE"/>
+  <bpmn:process id="{process_id}" name="Escalating" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:subProcess id="handle" name="Handle request">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:startEvent id="sub_start"><bpmn:outgoing>s1</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:userTask id="check" name="Check request" camunda:candidateGroups="clerks">
+        <bpmn:incoming>s1</bpmn:incoming><bpmn:outgoing>s2</bpmn:outgoing>
+      </bpmn:userTask>
+      <bpmn:endEvent id="raise_escalation" name="Too large">
+        <bpmn:incoming>s2</bpmn:incoming>
+        <bpmn:escalationEventDefinition escalationRef="esc_large"/>
+      </bpmn:endEvent>
+      <bpmn:sequenceFlow id="s1" sourceRef="sub_start" targetRef="check"/>
+      <bpmn:sequenceFlow id="s2" sourceRef="check" targetRef="raise_escalation"/>
+    </bpmn:subProcess>
+    <bpmn:boundaryEvent id="escalated" name="Escalated" attachedToRef="handle">
+      <bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:escalationEventDefinition escalationRef="esc_large"/>
+    </bpmn:boundaryEvent>
+    <bpmn:userTask id="lead_decides" name="Lead decides" camunda:candidateGroups="finance-leads">
+      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="done"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="lead_done"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="handle"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="handle" targetRef="done"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="escalated" targetRef="lead_decides"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="lead_decides" targetRef="lead_done"/>
+  </bpmn:process>""")
+
+
+def timer_start(process_id: str = "scheduled", *, kind: str = "timeCycle", text: str = "R/P1D",
+                name: str = "Scheduled") -> bytes:
+    """A process started by a timer start event; its only step is a user task for the clerks."""
+    return definitions(f"""
+  <bpmn:process id="{process_id}" name="{name}" isExecutable="true">
+    <bpmn:startEvent id="tick" name="Every period">
+      <bpmn:outgoing>f1</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:{kind}>{text}</bpmn:{kind}></bpmn:timerEventDefinition>
+    </bpmn:startEvent>
+    <bpmn:userTask id="check" name="Daily check" camunda:candidateGroups="clerks">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="tick" targetRef="check"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="end"/>
+  </bpmn:process>""")
