@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from SpiffWorkflow.bpmn.specs.defaults import StartEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.util import BpmnEvent
@@ -224,7 +225,7 @@ class MessageService:
             specs = None
         if specs is not None:
             for task_spec in specs.spec.task_specs.values():
-                if type(task_spec).__name__ != "StartEvent":
+                if not isinstance(task_spec, StartEvent):
                     continue
                 event_definition = event_definition_of(task_spec)
                 if isinstance(event_definition, MessageEventDefinition):
