@@ -235,8 +235,9 @@ def _refuse_doctype(source: bytes, name: str) -> None:
 
 
 # XML declaration, then whitespace, comments and processing instructions, then a DOCTYPE.
+# Atomic groups: each comment/PI ends at its first terminator, so a miss costs one pass, not one per "-->".
 _PROLOG_DOCTYPE = re.compile(
-    r"\A\ufeff?(?:<\?xml\b.*?\?>)?(?:\s+|<!--.*?-->|<\?.*?\?>)*(?P<doctype><!DOCTYPE\b)",
+    r"\A\ufeff?(?>(?:<\?xml\b.*?\?>)?)(?>(?:\s+|<!--.*?-->|<\?.*?\?>)*)(?P<doctype><!DOCTYPE\b)",
     re.DOTALL | re.IGNORECASE,
 )
 _PROLOG_BYTES = 1024 * 1024
@@ -261,19 +262,19 @@ def _prolog_text(source: bytes) -> str:
 
 
 def _check_size(root: etree._Element, name: str, max_depth: int, max_elements: int) -> None:
-    count = 0
-    for element in root.iter():
-        count += 1
-        if count > max_elements:
-            raise DocumentTooLarge(
-                f"{name} has more than {max_elements} XML nodes", line=element.sourceline, limit="elements"
-            )
-    # depth: walk from every leaf would be quadratic; iterwalk-free check through an explicit stack
-    stack = [(root, 1)]
-    while stack:
-        element, depth = stack.pop()
-        if depth > max_depth:
-            raise DocumentTooLarge(
-                f"{name} nests elements deeper than {max_depth} levels", line=element.sourceline, limit="depth"
-            )
-        stack.extend((child, depth + 1) for child in element)
+    """Refuse more than ``max_elements`` elements or nesting deeper than ``max_depth`` (counted in C)."""
+    count = int(root.xpath("count(//*)"))
+    if count > max_elements:
+        last = root.xpath(f"(//*)[{max_elements + 1}]")
+        raise DocumentTooLarge(
+            f"{name} has {count} XML elements; the limit is {max_elements}",
+            line=last[0].sourceline if last else None,
+            limit="elements",
+        )
+    if max_depth >= LIBXML_MAX_DEPTH:
+        return  # libxml2 refused deeper documents while parsing
+    too_deep = root.xpath(f"({'/*' * (max_depth + 1)})[1]")
+    if too_deep:
+        raise DocumentTooLarge(
+            f"{name} nests elements deeper than {max_depth} levels", line=too_deep[0].sourceline, limit="depth"
+        )

@@ -478,8 +478,15 @@ def _ends_by_design(node: etree._Element) -> bool:
     return False
 
 
-def _structural_scopes(ctx: RuleContext) -> Iterator[tuple[Scope, dict[str, list[str]], set[str]]]:
-    """Scopes whose flow must be connected (not ad-hoc), with their graph and reachable nodes."""
+def _structural_scopes(ctx: RuleContext) -> list[tuple[Scope, dict[str, list[str]], set[str]]]:
+    """Scopes whose flow must be connected (not ad-hoc), with their graph and reachable nodes.
+
+    Computed once per document: the reachability and the path-to-end rules both walk them.
+    """
+    cached = ctx.__dict__.get("_structural_scopes")
+    if cached is not None:
+        return cached
+    result = []
     for scope in ctx.scopes:
         if scope.kind == "adHocSubProcess" or not scope.nodes:
             continue
@@ -490,7 +497,9 @@ def _structural_scopes(ctx: RuleContext) -> Iterator[tuple[Scope, dict[str, list
         if not starts:  # implicit start: every node without incoming flow
             starts = [node_id for node_id in scope.nodes if node_id not in targets]
         reachable = _reachable(starts, successors)
-        yield scope, successors, reachable
+        result.append((scope, successors, reachable))
+    ctx.__dict__["_structural_scopes"] = result
+    return result
 
 
 @register_rule
