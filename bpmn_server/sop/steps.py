@@ -19,7 +19,15 @@ from ..errors import NotFound
 from ..parser.document import FLOW_NODE_TAGS, BpmnDocument
 from ..parser.namespaces import BPMN, CAMUNDA, ZEEBE, local_name, q
 from .instructions import Instructions, documentation_of
-from .wording import event_definitions, event_kind, readable_condition, timer_text, times, trigger_text
+from .wording import (
+    UNSPECIFIED,
+    event_definitions,
+    event_kind,
+    readable_condition,
+    timer_text,
+    times,
+    trigger_text,
+)
 
 ACTIVITI = "http://activiti.org/bpmn"
 FLOWABLE = "http://flowable.org/bpmn"
@@ -530,7 +538,8 @@ class _Builder:
                 return "The process starts here."
             when = {
                 "message": f"when {trigger} is received",
-                "timer": f"at {trigger}" if trigger.startswith("the date") else f"on a timer: {trigger}",
+                "timer": f"at {trigger}" if trigger.startswith("the date") else (
+                    "on a timer" if trigger == "a timer" else f"on a timer: {trigger}"),
                 "signal": f"when {trigger} is broadcast",
                 "conditional": f"when {trigger}",
                 "error": f"when {trigger} is raised",
@@ -541,7 +550,8 @@ class _Builder:
         if tag == "intermediateCatchEvent":
             return {
                 "message": f"Wait until {trigger} arrives.",
-                "timer": f"Wait until {trigger[4:]}." if trigger.startswith("the date") else f"Wait {trigger}.",
+                "timer": f"Wait until {trigger[4:]}." if trigger.startswith("the date") else (
+                    "Wait for a timer." if trigger == "a timer" else f"Wait {trigger}."),
                 "signal": f"Wait for {trigger}.",
                 "conditional": f"Wait until {trigger}.",
                 "link": f"Continue here from {trigger}.",
@@ -734,6 +744,8 @@ class _Builder:
             destination = f"step {target.number} “{target.name}”"
         if kind == "timer":
             what, value, repetitions = timer_text(definitions[0])
+            if value == UNSPECIFIED:
+                what = "duration"
             when = f"on {value}" if what == "date" else f"after {value}"
             if interrupting:
                 who = _who(target) if target is not None and target.type in HUMAN_TASK_TAGS else None

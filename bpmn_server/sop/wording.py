@@ -18,6 +18,7 @@ _UNITS = (
     ("years", "year"), ("months", "month"), ("weeks", "week"), ("days", "day"),
     ("hours", "hour"), ("minutes", "minute"), ("seconds", "second"),
 )
+UNSPECIFIED = "a set time"  # a timer whose model gives no time (some tools export it empty)
 _EXPRESSION = re.compile(r"^\s*[$#]\{(.*)\}\s*$", re.DOTALL)
 
 
@@ -67,7 +68,7 @@ def timer_text(definition: etree._Element) -> tuple[str, str, int | None]:
         raw = "".join(child.itertext()).strip()
         short = kind[4:].lower()
         if not raw:
-            return short, "an unspecified time", None
+            return short, UNSPECIFIED, None
         if _EXPRESSION.match(raw):
             return short, f"{strip_expression(raw)} (set when the process runs)", None
         if kind == "timeDuration":
@@ -75,7 +76,7 @@ def timer_text(definition: etree._Element) -> tuple[str, str, int | None]:
         if kind == "timeDate":
             return short, raw.replace("T", " ", 1) if re.match(r"^\d{4}-\d\d-\d\dT", raw) else raw, None
         return ("cycle", *_cycle_text(raw))
-    return "unknown", "an unspecified time", None
+    return "unknown", UNSPECIFIED, None
 
 
 def _cycle_text(raw: str) -> tuple[str, int | None]:
@@ -135,6 +136,8 @@ def trigger_text(definition: etree._Element, names: dict[str, str]) -> str:
         return ref_name("escalationRef", "an escalation")
     if kind == "timer":
         what, value, repetitions = timer_text(definition)
+        if value == UNSPECIFIED:
+            return "a timer"
         if what == "cycle":
             return f"every {value}" + (f" ({times(repetitions)})" if repetitions else "")
         if what == "date":
