@@ -363,3 +363,60 @@ def test_webhook_subscribers_receive_reminders(runtime, database, clock):
     hooks = rows(database, Outbox, Outbox.channel == "webhook")
     assert [h.event_type for h in hooks] == ["task.reminder"]
     assert hooks[0].payload["task"] == "Approve refund"
+
+
+def test_scheduler_wake_up_job_follows_the_earliest_due_timer(runtime, database, clock):
+    deploy(runtime, timer_models.intermediate_timer("slow", duration="PT1H"), "slow.bpmn")
+    deploy(runtime, timer_models.intermediate_timer("quick", duration="PT10M"), "quick.bpmn")
+    scheduler = runtime.start_scheduler(paused=True)  # jobs are set, nothing runs on its own
+    try:
+        assert scheduler.wake_time is None
+        start(runtime, "slow")
+        first_due = clock.now() + timedelta(hours=1)
+        assert scheduler.wake_time == first_due + timedelta(milliseconds=5)
+        start(runtime, "quick")  # an earlier timer moves the wake-up forward at commit
+        assert scheduler.wake_time == clock.now() + timedelta(minutes=10, milliseconds=5)
+        start(runtime, "slow")  # a later one leaves it alone
+        assert scheduler.wake_time == clock.now() + timedelta(minutes=10, milliseconds=5)
+
+        clock.advance(timedelta(minutes=10))
+        scheduler.run_pass()  # what the wake-up job runs: fires the quick timer, aims at the next
+        assert [status_of(database, i.id) for i in rows(database, ProcessInstance)].count("completed") == 1
+        assert scheduler.wake_time == first_due + timedelta(milliseconds=5)
+    finally:
+        runtime.stop_scheduler()
+
+
+def test_scheduler_pass_catches_up_start_timers_of_a_new_deployment(runtime, database, clock):
+    scheduler = runtime.start_scheduler(paused=True)
+    try:
+        deploy(runtime, timer_models.timer_start(text="R/PT30M"))
+        assert scheduler.wake_time == clock.now() + timedelta(milliseconds=5)  # a deploy wakes it at once
+        scheduler.run_pass()  # schedules the new version's start timer
+        assert scheduler.wake_time == clock.now() + timedelta(minutes=30, milliseconds=5)
+        clock.advance(timedelta(minutes=30))
+        scheduler.run_pass()
+        assert len(rows(database, ProcessInstance)) == 1
+    finally:
+        runtime.stop_scheduler()
+
+
+def test_failed_timers_are_listed_and_retried_through_the_api(runtime, database, clock, client, auth, monkeypatch):
+    deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
+    instance = start(runtime, "wait")
+    monkeypatch.setattr(runtime.instances.runner, "run", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    clock.advance(timedelta(minutes=1))
+    for _ in range(runtime.settings.timer_max_attempts):
+        runtime.timers.fire_due()
+        clock.advance(timedelta(hours=2))
+    monkeypatch.undo()
+    page = client.get("/api/v1/timers?status=failed", headers=auth).get_json()
+    assert page["total"] == 1
+    failed = page["items"][0]
+    assert failed["instance_id"] == instance.id and "disk full" in failed["last_error"]
+    assert client.get("/api/v1/timers").status_code == 401
+    retried = client.post(f"/api/v1/timers/{failed['id']}/retry", headers=auth)
+    assert retried.status_code == 200 and retried.get_json()["status"] == "waiting"
+    assert client.post(f"/api/v1/timers/{failed['id']}/retry", headers=auth).status_code == 409
+    assert runtime.timers.fire_due().fired == 1
+    assert status_of(database, instance.id) == "completed"

@@ -140,7 +140,7 @@ def worker_command() -> None:
     from . import load_services
 
     services = load_services(scheduler=True)
-    run = getattr(services, "run_worker", None)
-    if run is None:
-        raise click.ClickException("this build has no timer worker yet")
-    run()
+    settings = services.settings
+    click.echo(f"bpmn_server worker: firing timers and delivering webhooks on {_safe(settings.database_url)} "
+               f"(sweep every {settings.timer_sweep_seconds:g} s; Ctrl+C stops)")
+    services.run_worker()

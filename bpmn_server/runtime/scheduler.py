@@ -5,6 +5,7 @@ the ``timer`` and ``outbox`` tables do. It keeps two jobs:
   2-second timer fires after about 2 seconds, not at the next poll. Any transaction that commits a
   waiting timer or a pending webhook due earlier moves it forward (a cheap SQLAlchemy
   ``after_commit`` hook, no query).
+  A deploy or retire wakes it at once, so a new version's timer start events are scheduled.
 * **sweep**: every ``timer_sweep_seconds`` (and at once on start-up), the same pass — it catches up
   everything that fell due while the server was down, start timers of new deployments, and timers
   written by other server processes sharing the database.
@@ -24,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from ..store.models import Outbox, Timer
+from ..store.models import Outbox, ProcessDefinition, Timer
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,10 @@ class TimerScheduler:
                 due = obj.next_attempt_at
             if due is not None and (earliest is None or due < earliest):
                 earliest = due
+        if any(isinstance(obj, ProcessDefinition) for obj in list(session.new) + list(session.dirty)):
+            # a deploy or retire: schedule the start timers of the new latest version right away
+            now = self.timers.clock.now()
+            earliest = now if earliest is None or now < earliest else earliest
         if earliest is not None:
             session.info[_PENDING_KEY] = earliest
 
