@@ -420,3 +420,18 @@ def test_failed_timers_are_listed_and_retried_through_the_api(runtime, database,
     assert client.post(f"/api/v1/timers/{failed['id']}/retry", headers=auth).status_code == 409
     assert runtime.timers.fire_due().fired == 1
     assert status_of(database, instance.id) == "completed"
+
+
+def test_assigning_a_task_notifies_the_new_assignee(runtime, database, clock):
+    from bpmn_server.runtime.tasks import TaskService
+
+    people(runtime)
+    deploy(runtime, timer_models.approval())
+    instance = start(runtime, "approval")
+    [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
+    assert [n.kind for n in notifications_of(runtime, "mia")] == ["task.created"]
+    tasks = getattr(runtime, "tasks", None) or TaskService(database, clock, runtime.instances.runner)
+    tasks.assign(task.id, "max", ADMIN)
+    assigned = [n for n in notifications_of(runtime, "max") if n.kind == "task.assigned"]
+    assert len(assigned) == 1 and assigned[0].payload["by"] == "admin"
+    assert [n.kind for n in notifications_of(runtime, "mia")] == ["task.created"]

@@ -54,6 +54,17 @@ def task_payload(command: Command, row: HumanTask, **extra: Any) -> dict[str, An
     return payload
 
 
+def notify_task_assigned(session, row: HumanTask, *, by: str, now) -> None:
+    """Tell a person that someone handed them a task (``TaskService.assign``, outside the engine)."""
+    if not row.assignee or row.assignee == by:
+        return
+    outbox.enqueue(session, outbox.TASK_ASSIGNED, recipients=[row.assignee], payload={
+        "task_id": row.id, "task": row.name, "element_id": row.element_id, "process_key": row.process_key,
+        "assignee": row.assignee, "by": by, "due_at": row.due_at.isoformat() if row.due_at else None,
+        "url": f"/tasks/{row.id}",
+    }, now=now, instance_id=row.instance_id, task_id=row.id)
+
+
 class PeopleListener:
     """The command listener that turns a command's events into notifications and escalations."""
 

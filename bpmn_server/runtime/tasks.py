@@ -40,6 +40,7 @@ from ..store.models import (
 from .commands import ACTIVE, WITH_DEFINITION, Command, CommandRunner
 from .forms import validate_submission
 from .projection import CLAIMED, OPEN, OPEN_STATUSES, TASK_CANCELLED, TASK_COMPLETED
+from .reminders import notify_task_assigned
 from .views import CommentInfo, Page, TaskInfo
 
 SCOPES = ("mine", "claimable", "all")
@@ -214,6 +215,7 @@ class TaskService:
                                    errors=[{"field": "assignee", "message": "is not an active user"}])
             task.assignee, task.status, task.claimed_at, task.claimed_by = assignee, CLAIMED, now, assignee
             kind = events.TASK_ASSIGNED if previous is None else events.TASK_DELEGATED
+            notify_task_assigned(session, task, by=principal.username, now=now)  # outbox, same transaction
             return [(kind, {"assignee": assignee, "previous_assignee": previous, "by": principal.username})]
 
         return self._change(task_id, principal, change, expected_version)
