@@ -188,3 +188,15 @@ def test_the_installed_command_runs():
                                timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert " 0 errors" in completed.stdout
+
+
+def test_the_server_limits_apply_to_validate_too(tmp_path, monkeypatch):
+    path = tmp_path / "simple.bpmn"
+    path.write_bytes(linear_process())
+    monkeypatch.setenv("BPMN_SERVER_MAX_XML_ELEMENTS", "5")
+    result = run(str(path), "--no-hints")
+    assert result.exit_code == 1
+    assert "error too-large" in result.output and "the limit is 5" in result.output
+    monkeypatch.setenv("BPMN_SERVER_MAX_XML_ELEMENTS", "many")
+    refused = run(str(path))
+    assert refused.exit_code == 2 and "BPMN_SERVER_MAX_XML_ELEMENTS must be a whole number" in refused.output

@@ -195,6 +195,14 @@ def test_the_same_defect_is_an_error_when_executable_and_a_warning_when_descript
     assert not has_errors(findings_of(process(body, executable=False)))
 
 
+def test_is_executable_is_read_as_an_xsd_boolean():
+    body = around('\n    <bpmn:task id="t1"/>\n    <bpmn:task id="orphan"/>\n'
+                  '    <bpmn:sequenceFlow id="f9" sourceRef="orphan" targetRef="end"/>')
+    source = process(body).replace(b'isExecutable="true"', b'isExecutable="1"')
+    assert [f.severity for f in findings_of(source) if f.rule == "unreachable-node"] == ["error"]
+    assert BpmnDocument.load(source).processes()[0].is_executable
+
+
 def test_findings_belong_to_their_process():
     fine = """
   <bpmn:process id="fine" isExecutable="true">

@@ -9,6 +9,7 @@ large is an error too), 2 a usage error (no such path, no BPMN file found, bad o
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import click
 from ..parser.findings import Finding
 from ..parser.namespaces import BPMN
 from ..parser.validation import validate_source
+from ..settings import PREFIX, Settings
 
 BPMN_SUFFIXES = (".bpmn", ".bpmn2", ".xml")
 _SNIFF_BYTES = 64 * 1024
@@ -58,7 +60,22 @@ def format_finding(finding: Finding, hints: bool = True) -> str:
     return text
 
 
-def validate_file(path: Path, engine: bool = True) -> list[Finding]:
+def file_limits() -> dict[str, int]:
+    """The server's size limits (``BPMN_SERVER_MAX_UPLOAD_BYTES``, ``_MAX_XML_DEPTH``, ``_MAX_XML_ELEMENTS``),
+    so that ``validate`` refuses exactly what a deploy would."""
+    defaults = Settings()  # not resolved: validating must not create a data folder or a secret
+    limits = {}
+    for limit, setting in (("max_bytes", "max_upload_bytes"), ("max_depth", "max_xml_depth"),
+                           ("max_elements", "max_xml_elements")):
+        variable = PREFIX + setting.upper()
+        try:
+            limits[limit] = int(os.environ.get(variable, getattr(defaults, setting)))
+        except ValueError:
+            raise click.UsageError(f"{variable} must be a whole number") from None
+    return limits
+
+
+def validate_file(path: Path, engine: bool = True, limits: dict[str, int] | None = None) -> list[Finding]:
     """The findings of one file; a file that cannot be read gives one ``unreadable`` error."""
     try:
         source = path.read_bytes()
@@ -72,7 +89,7 @@ def validate_file(path: Path, engine: bool = True) -> list[Finding]:
                 file=str(path),
             )
         ]
-    return validate_source(source, str(path), engine=engine)
+    return validate_source(source, str(path), engine=engine, **(limits or {}))
 
 
 @click.command("validate")
@@ -109,7 +126,8 @@ def validate_command(
     files = list(dict.fromkeys(bpmn_files(paths)))
     if not files:
         raise click.UsageError("no BPMN files (*.bpmn, *.bpmn2, BPMN *.xml) found in the given paths")
-    results = [(path, validate_file(path, engine)) for path in files]
+    limits = file_limits()
+    results = [(path, validate_file(path, engine, limits)) for path in files]
     all_findings = [finding for _, findings in results for finding in findings]
     counts = {
         severity: sum(1 for finding in all_findings if finding.severity == severity)

@@ -173,7 +173,7 @@ class BpmnDocument:
             ProcessInfo(
                 id=p.get("id") or "",
                 name=p.get("name"),
-                is_executable=p.get("isExecutable", "false").strip().lower() == "true",
+                is_executable=xsd_true(p.get("isExecutable")),
                 documentation=documentation_text(p),
                 line=p.sourceline,
             )
@@ -203,6 +203,11 @@ class BpmnDocument:
     def line_of(self, element_id: str) -> int | None:
         element = self.element(element_id)
         return element.sourceline if element is not None else None
+
+
+def xsd_true(value: str | None) -> bool:
+    """An ``xsd:boolean`` attribute read as the schema does: ``true`` and ``1`` are true."""
+    return (value or "").strip().lower() in ("true", "1")
 
 
 def documentation_text(element: etree._Element) -> str | None:

@@ -16,7 +16,7 @@ from functools import cached_property
 
 from lxml import etree
 
-from .document import FLOW_NODE_TAGS, BpmnDocument
+from .document import FLOW_NODE_TAGS, BpmnDocument, xsd_true
 from .findings import Finding, Severity
 from .namespaces import BPMN, BPMNDI, DC, DI, local_name, namespace_of, q
 from .timer_text import TIMER_KINDS, TimerTextError, parse_timer
@@ -109,7 +109,7 @@ class Scope:
 
     @property
     def is_event_subprocess(self) -> bool:
-        return self.kind != "process" and self.element.get("triggeredByEvent", "false").strip() == "true"
+        return self.kind != "process" and xsd_true(self.element.get("triggeredByEvent"))
 
     def starts(self) -> list[etree._Element]:
         return [node for node in self.nodes.values() if local_name(node.tag) == "startEvent"]
@@ -165,7 +165,7 @@ class RuleContext:
 
     def is_executable(self, element: etree._Element | None) -> bool:
         process = self.process_of(element)
-        return process is not None and process.get("isExecutable", "false").strip().lower() == "true"
+        return process is not None and xsd_true(process.get("isExecutable"))
 
     def severity(
         self, element: etree._Element, executable: Severity = "error", descriptive: Severity = "warning"
@@ -449,11 +449,7 @@ def _reachable(starts: Iterable[str], successors: dict[str, list[str]]) -> set[s
 
 def _instantiates(node: etree._Element) -> bool:
     """A receive task or event-based gateway that starts its process (``instantiate="true"``)."""
-    return local_name(node.tag) in ("receiveTask", "eventBasedGateway") and _true(node.get("instantiate"))
-
-
-def _true(value: str | None) -> bool:
-    return (value or "").strip().lower() == "true"
+    return local_name(node.tag) in ("receiveTask", "eventBasedGateway") and xsd_true(node.get("instantiate"))
 
 
 def _starts_by_design(node: etree._Element) -> bool:
@@ -461,12 +457,9 @@ def _starts_by_design(node: etree._Element) -> bool:
     tag = local_name(node.tag)
     if tag == "boundaryEvent" or _instantiates(node):
         return True
-    if (
-        tag in ("subProcess", "transaction", "adHocSubProcess")
-        and node.get("triggeredByEvent", "false").strip() == "true"
-    ):
+    if tag in ("subProcess", "transaction", "adHocSubProcess") and xsd_true(node.get("triggeredByEvent")):
         return True
-    return tag in ACTIVITY_TAGS and node.get("isForCompensation", "false").strip() == "true"
+    return tag in ACTIVITY_TAGS and xsd_true(node.get("isForCompensation"))
 
 
 def _ends_by_design(node: etree._Element) -> bool:
