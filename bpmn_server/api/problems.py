@@ -29,7 +29,9 @@ def problem_response(
 
 def from_domain_error(error: BpmnServerError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="bpmn-server"'} if error.status == 401 else None
-    return problem_response(error.status, error.type, error.title, error.detail, headers=headers, **error.extra)
+    # members of the problem itself win over same-named extras (e.g. a Conflict's ``status`` of an instance)
+    extra = {k: v for k, v in error.extra.items() if k not in ("status", "type", "title", "detail", "headers")}
+    return problem_response(error.status, error.type, error.title, error.detail, headers=headers, **extra)
 
 
 def from_http_exception(error: HTTPException) -> Response:

@@ -186,7 +186,7 @@ class CommandRunner:
                 if instance.status not in allowed:
                     raise Conflict(
                         f"process instance {instance_id} is {instance.status}; this is not possible now",
-                        status=instance.status,
+                        status=instance.status, instance_status=instance.status,
                     )
                 definition = instance.definition
                 workflow = self.engine.restore(definition, instance.state, FixedClock(now))

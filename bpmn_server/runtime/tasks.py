@@ -265,7 +265,7 @@ class TaskService:
         with self.database.read() as session:
             task, _, _ = self._load(session, task_id)
             if task.status not in OPEN_STATUSES:
-                raise Conflict(f"task {task_id} is already {task.status}", status=task.status)
+                raise Conflict(f"task {task_id} is already {task.status}", task_status=task.status)
             _require_completer(task, principal)
             values = validate_submission(task.form or {}, data)
             instance_id = task.instance_id
@@ -397,10 +397,10 @@ def _require_completer(task: HumanTask, principal: Principal) -> None:
 
 def _require_open(task: HumanTask, session: Session) -> None:
     if task.status not in OPEN_STATUSES:
-        raise Conflict(f"task {task.id} is already {task.status}", status=task.status)
+        raise Conflict(f"task {task.id} is already {task.status}", task_status=task.status)
     status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
     if status == "suspended":
-        raise Conflict(f"the process instance of task {task.id} is suspended", status=status)
+        raise Conflict(f"the process instance of task {task.id} is suspended", instance_status=status)
 
 
 def _spiff_task(command: Command, spiff_task_id: str):
