@@ -113,3 +113,75 @@ def test_event_definition_referenced_by_id_runs_like_an_inline_one():
     assert waiting == ["wait"]  # a none event would have passed straight through
     assert type(workflow.get_tasks(state=TaskState.WAITING)[0].task_spec.event_definition).__name__ == \
         "SignalEventDefinition"
+
+
+def subprocess_model(inner: str, outer: str = "") -> bytes:
+    """start -> sub (start_in -> throw -> after -> end_in) -> done -> end; ``inner``/``outer`` add elements."""
+    return definitions(f"""
+  <bpmn:signal id="sig" name="stop"/>
+  <bpmn:error id="err" errorCode="E1"/>
+  <bpmn:process id="p" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="sub"/>
+    <bpmn:subProcess id="sub"><bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f9</bpmn:outgoing>
+      <bpmn:startEvent id="start_in"><bpmn:outgoing>g0</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:sequenceFlow id="g0" sourceRef="start_in" targetRef="first"/>
+      {script("first", ["g0"], ["g1"])}
+      <bpmn:sequenceFlow id="g1" sourceRef="first" targetRef="throw"/>
+      <bpmn:intermediateThrowEvent id="throw"><bpmn:incoming>g1</bpmn:incoming><bpmn:outgoing>g2</bpmn:outgoing>
+        <bpmn:signalEventDefinition signalRef="sig"/></bpmn:intermediateThrowEvent>
+      <bpmn:sequenceFlow id="g2" sourceRef="throw" targetRef="after"/>
+      {script("after", ["g2"], ["g3"])}
+      <bpmn:sequenceFlow id="g3" sourceRef="after" targetRef="end_in"/>
+      <bpmn:endEvent id="end_in"><bpmn:incoming>g3</bpmn:incoming></bpmn:endEvent>
+      {inner}
+    </bpmn:subProcess>
+    <bpmn:sequenceFlow id="f9" sourceRef="sub" targetRef="done"/>
+    {script("done", ["f9"], ["f10"])}
+    <bpmn:sequenceFlow id="f10" sourceRef="done" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f10</bpmn:incoming></bpmn:endEvent>
+    {outer}
+  </bpmn:process>""")
+
+
+def test_interrupting_boundary_event_stops_the_subprocess_that_threw_it():
+    outer = f"""
+    <bpmn:boundaryEvent id="on_stop" attachedToRef="sub" cancelActivity="true"><bpmn:outgoing>b1</bpmn:outgoing>
+      <bpmn:signalEventDefinition signalRef="sig"/></bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="b1" sourceRef="on_stop" targetRef="handle"/>
+    {script("handle", ["b1"], ["b2"])}
+    <bpmn:sequenceFlow id="b2" sourceRef="handle" targetRef="end_b"/>
+    <bpmn:endEvent id="end_b"><bpmn:incoming>b2</bpmn:incoming></bpmn:endEvent>"""
+    workflow, ran = run(subprocess_model("", outer), "p")
+    assert sorted(ran) == ["first", "handle"]  # "after" and "done" never run
+    assert workflow.is_completed()
+
+
+def event_subprocess(definition: str, interrupting: bool) -> str:
+    return f"""
+      <bpmn:subProcess id="on_event" triggeredByEvent="true">
+        <bpmn:startEvent id="ev_start" isInterrupting="{'true' if interrupting else 'false'}">
+          <bpmn:outgoing>h0</bpmn:outgoing>{definition}</bpmn:startEvent>
+        <bpmn:sequenceFlow id="h0" sourceRef="ev_start" targetRef="handle"/>
+        {script("handle", ["h0"], ["h1"])}
+        <bpmn:sequenceFlow id="h1" sourceRef="handle" targetRef="ev_end"/>
+        <bpmn:endEvent id="ev_end"><bpmn:incoming>h1</bpmn:incoming></bpmn:endEvent>
+      </bpmn:subProcess>"""
+
+
+@pytest.mark.parametrize(("interrupting", "expected"), [
+    (True, ["done", "first", "handle"]),
+    (False, ["after", "done", "first", "handle"]),
+])
+def test_event_subprocess_in_a_subprocess_starts_on_its_signal_and_interrupts_when_marked(interrupting, expected):
+    inner = event_subprocess('<bpmn:signalEventDefinition signalRef="sig"/>', interrupting)
+    workflow, ran = run(subprocess_model(inner), "p")
+    assert sorted(ran) == expected
+    assert workflow.is_completed()
+
+
+def test_error_event_subprocess_waits_for_its_error():
+    inner = event_subprocess('<bpmn:errorEventDefinition errorRef="err"/>', True)
+    workflow, ran = run(subprocess_model(inner), "p")
+    assert sorted(ran) == ["after", "done", "first"]  # no error thrown: the handler never runs
+    assert workflow.is_completed()

@@ -18,6 +18,12 @@ from lxml import etree
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnParser, full_tag
 from SpiffWorkflow.bpmn.parser.event_parsers import (
+    CONDITIONAL_EVENT_XPATH,
+    ERROR_EVENT_XPATH,
+    ESCALATION_EVENT_XPATH,
+    MESSAGE_EVENT_XPATH,
+    SIGNAL_EVENT_XPATH,
+    TIMER_EVENT_XPATH,
     BoundaryEventParser,
     EndEventParser,
     IntermediateCatchEventParser,
@@ -26,20 +32,25 @@ from SpiffWorkflow.bpmn.parser.event_parsers import (
     SendTaskParser,
     StartEventParser,
 )
+from SpiffWorkflow.bpmn.parser.ProcessParser import ProcessParser
 from SpiffWorkflow.bpmn.parser.task_parsers import ScriptTaskParser
 from SpiffWorkflow.bpmn.parser.TaskParser import TaskParser
 from SpiffWorkflow.bpmn.parser.util import first
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
+from SpiffWorkflow.bpmn.specs.control import _EndJoin
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent as DefaultBoundaryEvent
 from SpiffWorkflow.bpmn.specs.defaults import ManualTask, ServiceTask, UserTask
+from SpiffWorkflow.bpmn.specs.defaults import StartEvent as DefaultStartEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     DurationTimerEventDefinition,
     TimeDateEventDefinition,
 )
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent as BoundaryEventMixin
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask as SubWorkflowTaskMixin
 from SpiffWorkflow.bpmn.util import PendingBpmnEvent
-from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from .document import BpmnDocument
 from .findings import Finding
@@ -279,8 +290,116 @@ class TimerTextParserMixin:
         self.raise_validation_exception("the timer has no timeDate, timeDuration or timeCycle")
 
 
+class InterruptingStartEvent(DefaultStartEvent):
+    """A start event; in an event sub-process marked ``isInterrupting`` (the default), firing it
+    cancels everything else running in the enclosing (sub-)process, which Spiff never does."""
+
+    interrupting: bool = False
+
+    def catch(self, my_task, event):
+        super().catch(my_task, event)
+        if self.interrupting:  # at once: the thrower's next tasks must not run first
+            interrupt_enclosing_process(my_task)
+
+    def _on_complete_hook(self, my_task):
+        super()._on_complete_hook(my_task)
+        if self.interrupting:
+            interrupt_enclosing_process(my_task)
+
+
+def interrupt_enclosing_process(my_task) -> None:
+    """Cancel every unfinished task of the process that holds this event sub-process, but the
+    event sub-process itself and the path that leads to it."""
+    workflow = my_task.workflow
+    parent_id = getattr(workflow, "parent_task_id", None)
+    if parent_id is None:
+        return
+    holder = workflow.top_workflow.get_task_from_id(parent_id)
+    if holder is None:
+        return
+    for task in holder.workflow.get_tasks(state=TaskState.NOT_FINISHED_MASK):
+        if task.workflow is not holder.workflow:
+            continue
+        if task is holder or task.is_descendant_of(holder) or holder.is_descendant_of(task):
+            continue
+        if task.has_state(TaskState.NOT_FINISHED_MASK) and task.parent is not None:
+            task.cancel()
+
+
 class ServerStartEventParser(TimerTextParserMixin, StartEventParser):
-    pass
+    """Start events that also read error and escalation definitions (event sub-processes start on them;
+    Spiff reads them as none events, so such an event sub-process ran at once)."""
+
+    def create_task(self):
+        event_definition = self.get_event_definition(
+            [MESSAGE_EVENT_XPATH, SIGNAL_EVENT_XPATH, TIMER_EVENT_XPATH, CONDITIONAL_EVENT_XPATH,
+             ERROR_EVENT_XPATH, ESCALATION_EVENT_XPATH])
+        task = self._create_task(event_definition)
+        self.spec.start.connect(task)
+        in_event_subprocess = self.node.getparent().get("triggeredByEvent") == "true"
+        task.interrupting = in_event_subprocess and self.node.get("isInterrupting", "true") != "false"
+        return task
+
+
+def _untriggered_event_subprocess(task) -> bool:
+    """An event sub-process task whose start event has not fired: no token of the process is in it."""
+    if not getattr(task.task_spec, "event_subprocess", False):
+        return False
+    subworkflow = task.workflow.top_workflow.get_subprocess(task)
+    if subworkflow is None:
+        return True
+    for inner in subworkflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING |
+                                       TaskState.ERROR):
+        if not (inner.state == TaskState.WAITING and isinstance(inner.task_spec, DefaultStartEvent)):
+            return False
+    return True
+
+
+class ProcessEndJoin(_EndJoin):
+    """The end of a (sub-)process: it completes when no token is left; an event sub-process whose
+    event never came holds no token (Spiff waited for it forever), and is cancelled then."""
+
+    def _check_threshold_unstructured(self, my_task):
+        waiting_for = [
+            task for task in TaskIterator(my_task.workflow.task_tree, state=TaskState.NOT_FINISHED_MASK,
+                                          end_at_spec=self.name)
+            if task is not my_task and not any(_untriggered_event_subprocess(t) for t in _lineage(task))
+        ]
+        return not waiting_for
+
+    def _run_hook(self, my_task):
+        for task in my_task.workflow.get_tasks(state=TaskState.NOT_FINISHED_MASK):
+            if task.workflow is my_task.workflow and _untriggered_event_subprocess(task):
+                task.cancel()
+        return super()._run_hook(my_task)
+
+
+def _lineage(task):
+    while task is not None:
+        yield task
+        task = task.parent
+
+
+class ServerProcessParser(ProcessParser):
+    """Event sub-processes inside a sub-process are instantiated with it and wait on their start event,
+    and no (sub-)process waits at its end for an event sub-process whose event never came.
+
+    Spiff starts message/signal/error/escalation event sub-processes on demand, but looks only at the
+    top-level process for them, so one nested in a sub-process never started."""
+
+    def add_tasks(self):
+        super().add_tasks()
+        self.spec.end.__class__ = ProcessEndJoin
+        for node in self.xpath("./bpmn:subProcess[@triggeredByEvent='true']"):
+            self.spec.task_specs[node.get("id")].event_subprocess = True
+        if self.node.tag == full_tag("process"):
+            return
+        start = self.spec.start
+        for name in list(start.trigger_specs):
+            task_spec = self.spec.task_specs[name]
+            start.connect(task_spec)
+            task_spec.connect(self.spec.end)
+        start.trigger_specs.clear()
 
 
 class ServerEndEventParser(TimerTextParserMixin, EndEventParser):
@@ -297,6 +416,24 @@ class ServerIntermediateThrowEventParser(TimerTextParserMixin, IntermediateThrow
 
 class ServerBoundaryEventParser(TimerTextParserMixin, BoundaryEventParser):
     pass
+
+
+class InterruptingBoundaryEvent(DefaultBoundaryEvent):
+    """A boundary event that interrupts its activity the moment it catches its event.
+
+    Spiff cancels the activity only when the boundary event's task runs, and an engine step runs
+    every ready task of a sub-process first: a signal or escalation thrown inside a sub-process let
+    the rest of the sub-process run before the interrupting boundary event on it took effect."""
+
+    def catch(self, my_task, event):
+        super().catch(my_task, event)
+        if not self.cancel_activity or my_task.parent is None:
+            return
+        for sibling in my_task.parent.children:
+            if sibling is my_task or isinstance(sibling.task_spec, BoundaryEventMixin):
+                continue
+            if not sibling.has_state(TaskState.FINISHED_MASK):
+                sibling.cancel()
 
 
 class ServerSendTaskParser(TimerTextParserMixin, SendTaskParser):
@@ -405,13 +542,15 @@ class HumanTaskParser(ImplicitSplitMixin, TaskParser):
 class ServerBpmnParser(BpmnParser):
     """Spiff's BPMN parser with the task parsers that make imported models run as written."""
 
+    PROCESS_PARSER_CLASS = ServerProcessParser
+
     OVERRIDE_PARSER_CLASSES = {
         full_tag("userTask"): (HumanTaskParser, HumanUserTask),
         full_tag("manualTask"): (HumanTaskParser, HumanManualTask),
         full_tag("task"): (ServerTaskParser, BpmnParser.PARSER_CLASSES[full_tag("task")][1]),
         full_tag("scriptTask"): (ServerScriptTaskParser, BpmnParser.PARSER_CLASSES[full_tag("scriptTask")][1]),
         full_tag("serviceTask"): (ServerTaskParser, PassThroughServiceTask),
-        full_tag("startEvent"): (ServerStartEventParser, BpmnParser.PARSER_CLASSES[full_tag("startEvent")][1]),
+        full_tag("startEvent"): (ServerStartEventParser, InterruptingStartEvent),
         full_tag("endEvent"): (ServerEndEventParser, BpmnParser.PARSER_CLASSES[full_tag("endEvent")][1]),
         full_tag("intermediateCatchEvent"): (
             ServerIntermediateCatchEventParser,
@@ -421,7 +560,7 @@ class ServerBpmnParser(BpmnParser):
             ServerIntermediateThrowEventParser,
             BpmnParser.PARSER_CLASSES[full_tag("intermediateThrowEvent")][1],
         ),
-        full_tag("boundaryEvent"): (ServerBoundaryEventParser, BpmnParser.PARSER_CLASSES[full_tag("boundaryEvent")][1]),
+        full_tag("boundaryEvent"): (ServerBoundaryEventParser, InterruptingBoundaryEvent),
         full_tag("sendTask"): (ServerSendTaskParser, BpmnParser.PARSER_CLASSES[full_tag("sendTask")][1]),
         full_tag("receiveTask"): (ServerReceiveTaskParser, BpmnParser.PARSER_CLASSES[full_tag("receiveTask")][1]),
     }
