@@ -43,7 +43,8 @@ def _register() -> None:
 
     for command in (serve_command, worker_command, deploy_command, user_group, token_group, db_group):
         main.add_command(command)
-    for module, attribute in (("validate", "validate_command"), ("sop", "sop_command"), ("audit", "audit_group")):
+    for module, attribute in (("validate", "validate_command"), ("sop", "sop_command"), ("audit", "audit_group"),
+                              ("instances", "instances_group"), ("tasks", "tasks_group")):
         try:
             imported = __import__(f"{__name__}.{module}", fromlist=[attribute])
         except ModuleNotFoundError as error:
