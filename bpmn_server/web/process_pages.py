@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, flash, redirect, request, url_for
 
 from ..errors import Forbidden, InvalidDocument, InvalidInput
-from .pages import bp, principal, render, services
+from .pages import bp, has_service, principal, render, services
 
 CATALOGUE_PAGE = 500
 
@@ -39,11 +39,12 @@ def finding_counts(definition) -> dict[str, int]:
     return counts
 
 
-def instance_counts() -> dict[int, int]:
-    """Instances per definition id, once the runtime offers the count."""
+def instance_counts(definitions) -> dict[int, int]:
+    """How many instances each shown version has (once the runtime exists)."""
     instances = getattr(services(), "instances", None)
-    count = getattr(instances, "count_by_definition", None)
-    return count() if count is not None else {}
+    if instances is None:
+        return {}
+    return {d.id: instances.list(definition_id=d.id, limit=1).total for d in definitions}
 
 
 @bp.app_template_global()
@@ -60,8 +61,9 @@ def processes():
     for definition in page.items:
         entries.setdefault(definition.key, ProcessEntry(definition.key)).versions.insert(0, definition)
     listed = [e for e in entries.values() if show_retired or e.active is not None]
+    counts = instance_counts([e.active or e.latest for e in listed])
     return render("processes.html", entries=listed, hidden=len(entries) - len(listed), show_retired=show_retired,
-                  counts=instance_counts(), truncated=page.total > len(page.items))
+                  counts=counts, truncated=page.total > len(page.items))
 
 
 @bp.get("/processes/<key>/v/<int:version>")
@@ -77,7 +79,9 @@ def process_version(key: str, version: int):
         findings=definition.findings or [],
         counts=finding_counts(definition),
         versions=list(reversed(versions)),
-        instance_count=instance_counts().get(definition.id),
+        instance_count=instance_counts([definition]).get(definition.id),
+        startable=has_service("instances") and definition.executable and not definition.error_count
+        and definition.retired_at is None,
         may_retire=definition.retired_at is None and (user.is_admin or definition.owner == user.username),
     )
 
