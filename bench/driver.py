@@ -1,0 +1,179 @@
+"""Drive real bpmn_server processes over HTTP: start gunicorn servers on a database, run clients
+through start → claim → complete, and check what is stored afterwards. Used by bench/load.py and
+by the fault suite (tests/test_faults.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROCESS_KEY = "load_approval"
+LOAD_MODEL = f"""<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="load_defs"
+    targetNamespace="http://bpmn-server.example/load">
+  <bpmn:process id="{PROCESS_KEY}" name="Load approval" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="approve" name="Approve" camunda:candidateGroups="staff">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="approve"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="approve" targetRef="end"/>
+  </bpmn:process>
+</bpmn:definitions>
+""".encode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare_database(database_url: str, data_dir: Path) -> str:
+    """Schema, the load model deployed, and a user in group ``staff``; returns that user's token."""
+    from bpmn_server.services import Services
+    from bpmn_server.settings import Settings
+
+    services = Services(Settings(data_dir=data_dir, database_url=database_url, secret_key="load").resolved())
+    services.create_schema()
+    services.definitions.deploy(LOAD_MODEL, "load.bpmn", "admin")
+    services.identity.create_user("loader", password="loader-pass", groups=["staff"])
+    token = services.identity.create_token("loader", "load").token
+    services.database.dispose()
+    return token
+
+
+@dataclass
+class ServerProcess:
+    """One gunicorn process serving bpmn_server on ``database_url``."""
+
+    database_url: str
+    data_dir: Path
+    threads: int = 8
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        env = dict(os.environ, BPMN_SERVER_DATABASE_URL=self.database_url, BPMN_SERVER_DATA_DIR=str(self.data_dir),
+                   BPMN_SERVER_SECRET_KEY="load", BPMN_SERVER_SCHEDULER="false", BPMN_SERVER_LOG_LEVEL="WARNING")
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.process = subprocess.Popen(
+            [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", str(self.threads), "-b", f"127.0.0.1:{self.port}",
+             "--log-level", "warning", "bpmn_server.wsgi:app"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.05)  # waiting for a child process to listen; not a test of time
+        raise RuntimeError("server did not become ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, requests in flight are cut off."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def call(base: str, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+    """One HTTP request; returns (status, JSON body); connection failures are status 0."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}/api/v1{path}", data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+    except OSError:
+        return 0, {}
+
+
+@dataclass
+class LoadResult:
+    completed: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    started_ids: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def one_case(base: str, token: str, result: LoadResult, business_key: str) -> None:
+    """start → find the task → claim → complete; records the latency of the whole case."""
+    began = time.perf_counter()
+    status, instance = call(base, "POST", "/process-instances", token,
+                            {"key": PROCESS_KEY, "businessKey": business_key, "variables": {"n": 1}})
+    if status != 201:
+        with result.lock:
+            result.errors += 1
+        return
+    with result.lock:
+        result.started_ids.append(instance["id"])
+    status, page = call(base, "GET", f"/tasks?instanceId={instance['id']}", token)
+    tasks = page.get("items", []) if status == 200 else []
+    ok = bool(tasks)
+    if ok:
+        task_id = tasks[0]["id"]
+        ok = call(base, "POST", f"/tasks/{task_id}/claim", token, {})[0] == 200
+        ok = ok and call(base, "POST", f"/tasks/{task_id}/complete", token, {"data": {}})[0] == 200
+    with result.lock:
+        if ok:
+            result.completed += 1
+            result.latencies.append(time.perf_counter() - began)
+        else:
+            result.errors += 1
+
+
+def drive(bases: list[str], token: str, *, clients: int, cases_per_client: int,
+          stop: threading.Event | None = None) -> LoadResult:
+    """``clients`` threads, each running ``cases_per_client`` cases against the servers in turn."""
+    result = LoadResult()
+
+    def client(number: int) -> None:
+        for i in range(cases_per_client):
+            if stop is not None and stop.is_set():
+                return
+            one_case(bases[(number + i) % len(bases)], token, result, f"c{number}-{i}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return result
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
