@@ -233,3 +233,29 @@ def test_miwg_notation_details_are_drawn(miwg_dir):
         assert marker in text, marker
     assert 'stroke-width="4"' in text  # call activities and end events
     assert 'rotate(-90)' in text  # pool and lane names
+
+
+def test_changes_between_two_versions_are_listed_word_by_word():
+    from bpmn_server.sop.diff import diff_sops, render_sop_diff_html
+
+    old = (DIAGRAMS / "refund-request.bpmn").read_text(encoding="utf-8")
+    new = (old.replace('name="Pay refund"', 'name="Transfer the money"')
+           .replace("Decide whether the company pays", "Decide today whether the company pays")
+           .replace('<bpmn:endEvent id="refund_paid" name="Refund paid">',
+                    '<bpmn:endEvent id="refund_paid" name="Refund paid"><bpmn:documentation>Done.'
+                    '</bpmn:documentation>')
+           .replace('<bpmn:flowNodeRef>record_rejection</bpmn:flowNodeRef>', ""))
+    new = new.replace('<bpmn:scriptTask id="record_rejection"', '<bpmn:scriptTask id="log_rejection"')
+    new = new.replace('targetRef="record_rejection"', 'targetRef="log_rejection"')
+    new = new.replace('sourceRef="record_rejection"', 'sourceRef="log_rejection"')
+    diff = diff_sops(BpmnDocument.load(old), BpmnDocument.load(new), "refund_request", old_version=1, new_version=2)
+    kinds = {(change.kind, change.step_id) for change in diff.steps}
+    assert ("added", "log_rejection") in kinds and ("removed", "record_rejection") in kinds
+    changed = {change.step_id: change for change in diff.steps if change.kind == "changed"}
+    assert [c.label for c in changed["pay_refund"].changes] == ["Name"]
+    assert [c.label for c in changed["approve_refund"].changes] == ["Instructions"]
+    assert "amount_over_500" not in changed  # only a target's name changed, not the decision
+    assert str(changed["approve_refund"].changes[0].words).startswith("Decide <ins>today</ins> whether")
+    text = render_sop_diff_html(diff)
+    check_page(text)
+    assert "1 added, 1 removed" in " ".join(text.split())

@@ -85,3 +85,18 @@ def test_sop_index_lists_deployed_processes(client, services):
     deploy(services, "employee-onboarding.bpmn")
     text = client.get("/sop").get_data(as_text=True)
     assert 'href="/sop/refund_request"' in text and 'href="/sop/employee_onboarding"' in text
+
+
+def test_changes_page_compares_two_versions(client, services):
+    deploy(services)
+    original = (DIAGRAMS / "refund-request.bpmn").read_text(encoding="utf-8")
+    deploy(services, source=original.replace('name="Pay refund"', 'name="Transfer the money"').encode("utf-8"))
+    second = client.get("/sop/refund_request/v/2").get_data(as_text=True)
+    assert 'href="/sop/refund_request/diff/1/2"' in second
+    response = client.get("/sop/refund_request/diff/1/2")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "<del>Pay refund</del> <ins>Transfer the money</ins>" in text
+    assert "0 added, 0 removed, 1 changed steps" in " ".join(text.split())
+    assert client.get("/sop/refund_request/diff/1/9").status_code == 404
+    assert client.get("/sop/refund_request/diff/a/b").status_code == 404

@@ -44,6 +44,13 @@ class Handbook:
     link_prefix: str | None
 
     @property
+    def changes_link(self) -> str | None:
+        """The comparison with the previous version, on the server (not in a file on disk)."""
+        if self.link_prefix is None or not isinstance(self.version, int) or self.version < 2:
+            return None
+        return f"{self.link_prefix}/sop/{self.process_id}/diff/{self.version - 1}/{self.version}"
+
+    @property
     def state_label(self) -> str | None:
         if self.state is None:
             return None
@@ -55,7 +62,7 @@ class Handbook:
 
 
 @lru_cache(maxsize=1)
-def _environment() -> Environment:
+def template_environment() -> Environment:
     environment = Environment(
         loader=PackageLoader("bpmn_server.sop", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -171,7 +178,7 @@ def render_sop_html(
         link_prefix=link_prefix,
     )
     in_document = {chapter.process_id for chapter in handbook.chapters}
-    template = _environment().get_template("sop.html")
+    template = template_environment().get_template("sop.html")
     return template.render(
         book=handbook,
         in_document=in_document,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..repository.service import DefinitionService
 from ..store.models import ProcessDefinition
+from .diff import diff_sops, render_sop_diff_html
 from .html import documented_owner, render_sop_html
 
 _CACHE_SIZE = 64
@@ -73,3 +74,14 @@ class SopService:
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return page
+
+    def diff(self, key: str, old_version: int, new_version: int, *, link_prefix: str = "") -> str:
+        """A page of what changed in the SOP of ``key`` from one version to another (NotFound if either
+        version does not exist)."""
+        old = self.definitions.get(key, old_version)
+        new = self.definitions.get(key, new_version)
+        comparison = diff_sops(
+            self.definitions.document_of(old), self.definitions.document_of(new), key,
+            old_version=old.version, new_version=new.version,
+        )
+        return render_sop_diff_html(comparison, link_prefix=link_prefix)

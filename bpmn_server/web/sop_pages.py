@@ -62,6 +62,18 @@ def versioned_sop(key: str, version: str) -> Response:
     return _sop_page(key, int(version))
 
 
+@bp.get("/sop/<key>/diff/<old>/<new>")
+def sop_changes(key: str, old: str, new: str) -> Response:
+    """What changed in the SOP between two versions: added, removed and changed steps."""
+    if not (old.isdigit() and new.isdigit()):
+        return _not_found("versions are numbers, e.g. /sop/<key>/diff/1/2")
+    try:
+        body = _services().sop.diff(key, int(old), int(new))
+    except NotFound as error:
+        return _not_found(error.detail[:1].upper() + error.detail[1:])
+    return _html_response(body)
+
+
 @bp.get("/sop")
 def sop_index() -> Response:
     """Every process with a published SOP: its latest version, and links to the earlier ones."""
@@ -74,6 +86,8 @@ def sop_index() -> Response:
         older = " ".join(
             f'<a href="/sop/{key}/v/{n}">v{n}</a>' for n in range(definition.version - 1, 0, -1)
         )
+        if definition.version > 1:
+            older += f' · <a href="/sop/{key}/diff/{definition.version - 1}/{definition.version}">changes</a>'
         rows.append(
             f'<tr><td><a href="/sop/{key}">{name}</a></td><td><code>{key}</code></td>'
             f"<td>{definition.version}</td><td>{older}</td></tr>"
