@@ -159,13 +159,22 @@ def test_interrupting_deadline_withdraws_the_task_and_routes_it_on(runtime, data
 
 def test_escalation_event_withdraws_the_task_with_the_reason(runtime, database, clock):
     people(runtime)
-    deploy(runtime, timer_models.escalation_subprocess())
+    deploy(runtime, timer_models.escalation_subprocess(after="P2D"))
     instance = start(runtime, "escalating")
     [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
-    _complete_as(runtime, task, "cal", "clerks")
-    lead = rows(database, HumanTask, HumanTask.instance_id == instance.id, HumanTask.status == "open")
-    assert [t.element_id for t in lead] == ["lead_decides"]
+    assert task.element_id == "check"
+    clock.advance(timedelta(days=2))
+    runtime.timers.fire_due()
+    withdrawn = rows(database, HumanTask, HumanTask.id == task.id)[0]
+    assert withdrawn.status == "cancelled"
+    assert withdrawn.outcome == "escalated by 'Escalated to the leads'; the task was withdrawn"
+    [lead] = rows(database, HumanTask, HumanTask.instance_id == instance.id, HumanTask.status == "open")
+    assert lead.element_id == "lead_decides"
     assert "task.created" in [n.kind for n in notifications_of(runtime, "lea")]
+    assert "task.escalated" in [n.kind for n in notifications_of(runtime, "cal")]
+    escalated = rows(database, AuditEvent, AuditEvent.instance_id == instance.id,
+                     AuditEvent.event_type == events.TASK_ESCALATED)
+    assert [e.element_id for e in escalated] == ["check"]
 
 
 def _complete_as(services, task, username, group):

@@ -53,29 +53,39 @@ def approval(process_id: str = "approval", *, reminder: str = "R3/P1D", deadline
   </bpmn:process>""")
 
 
-def escalation_subprocess(process_id: str = "escalating") -> bytes:
-    """A sub-process whose user task is followed by an escalation end event when the amount is large;
-    the escalation boundary event on the sub-process routes the case to the finance leads."""
+def escalation_subprocess(process_id: str = "escalating", *, after: str = "P2D") -> bytes:
+    """"Check request" (clerks) inside a sub-process; in parallel, after ``after`` an escalation is
+    thrown; the escalation boundary event on the sub-process routes the case to the finance leads."""
     return definitions(f"""
-  <bpmn:escalation id="esc_large" name="Large amount" escalationCode="LARGE"/>
+  <bpmn:escalation id="esc_slow" name="Too slow" escalationCode="SLOW"/>
   <bpmn:process id="{process_id}" name="Escalating" isExecutable="true">
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:subProcess id="handle" name="Handle request">
       <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
       <bpmn:startEvent id="sub_start"><bpmn:outgoing>s1</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:parallelGateway id="fork"><bpmn:incoming>s1</bpmn:incoming>
+        <bpmn:outgoing>s2</bpmn:outgoing><bpmn:outgoing>s3</bpmn:outgoing></bpmn:parallelGateway>
       <bpmn:userTask id="check" name="Check request" camunda:candidateGroups="clerks">
-        <bpmn:incoming>s1</bpmn:incoming><bpmn:outgoing>s2</bpmn:outgoing>
+        <bpmn:incoming>s2</bpmn:incoming><bpmn:outgoing>s4</bpmn:outgoing>
       </bpmn:userTask>
-      <bpmn:endEvent id="raise_escalation" name="Too large">
-        <bpmn:incoming>s2</bpmn:incoming>
-        <bpmn:escalationEventDefinition escalationRef="esc_large"/>
+      <bpmn:endEvent id="checked"><bpmn:incoming>s4</bpmn:incoming></bpmn:endEvent>
+      <bpmn:intermediateCatchEvent id="patience" name="Patience">
+        <bpmn:incoming>s3</bpmn:incoming><bpmn:outgoing>s5</bpmn:outgoing>
+        <bpmn:timerEventDefinition><bpmn:timeDuration>{after}</bpmn:timeDuration></bpmn:timerEventDefinition>
+      </bpmn:intermediateCatchEvent>
+      <bpmn:endEvent id="raise_escalation" name="Too slow">
+        <bpmn:incoming>s5</bpmn:incoming>
+        <bpmn:escalationEventDefinition escalationRef="esc_slow"/>
       </bpmn:endEvent>
-      <bpmn:sequenceFlow id="s1" sourceRef="sub_start" targetRef="check"/>
-      <bpmn:sequenceFlow id="s2" sourceRef="check" targetRef="raise_escalation"/>
+      <bpmn:sequenceFlow id="s1" sourceRef="sub_start" targetRef="fork"/>
+      <bpmn:sequenceFlow id="s2" sourceRef="fork" targetRef="check"/>
+      <bpmn:sequenceFlow id="s3" sourceRef="fork" targetRef="patience"/>
+      <bpmn:sequenceFlow id="s4" sourceRef="check" targetRef="checked"/>
+      <bpmn:sequenceFlow id="s5" sourceRef="patience" targetRef="raise_escalation"/>
     </bpmn:subProcess>
-    <bpmn:boundaryEvent id="escalated" name="Escalated" attachedToRef="handle">
+    <bpmn:boundaryEvent id="escalated" name="Escalated to the leads" attachedToRef="handle">
       <bpmn:outgoing>f3</bpmn:outgoing>
-      <bpmn:escalationEventDefinition escalationRef="esc_large"/>
+      <bpmn:escalationEventDefinition escalationRef="esc_slow"/>
     </bpmn:boundaryEvent>
     <bpmn:userTask id="lead_decides" name="Lead decides" camunda:candidateGroups="finance-leads">
       <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import EscalationEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.util.task import TaskState
@@ -115,11 +116,13 @@ class PeopleListener:
         if row is None:
             return
         for boundary, attached in fired:
-            if not boundary.cancel_activity or attached != row.element_id:
+            if not boundary.cancel_activity or not _within(command, row, attached):
                 continue
             reason = escalation_reason(boundary)
             row.outcome = reason
             event.setdefault("data", {})["reason"] = reason
+            if not is_escalation(boundary):
+                return  # a message, signal or error took the task away: the reason says which
             command.audit(events.TASK_ESCALATED, element_id=row.element_id, element_name=row.name,
                           element_type="userTask", group=event.get("group"),
                           data={"task_id": row.id, "reason": reason, "by": boundary.bpmn_id,
@@ -152,18 +155,48 @@ class PeopleListener:
         }, now=command.now, instance_id=command.instance.id)
 
 
+def is_escalation(boundary: Any) -> bool:
+    """An interrupting timer (a deadline) or an escalation event: the task escalates."""
+    return isinstance(event_definition_of(boundary), TimerEventDefinition | EscalationEventDefinition)
+
+
 def escalation_reason(boundary: Any) -> str:
     """The reason a withdrawn task shows: which event took it away, and after how long."""
     name = boundary.bpmn_name or boundary.bpmn_id
     definition = event_definition_of(boundary)
     if isinstance(definition, TimerEventDefinition):
         return f"escalated: the deadline '{name}' ({definition.expression}) passed; the task was withdrawn"
-    return f"escalated by '{name}'; the task was withdrawn"
+    if isinstance(definition, EscalationEventDefinition):
+        return f"escalated by '{name}'; the task was withdrawn"
+    return f"withdrawn: the event '{name}' interrupted the task"
 
 
 def _task_row(command: Command, event: dict[str, Any]) -> HumanTask | None:
     task_id = (event.get("data") or {}).get("task_id")
     return command.session.get(HumanTask, task_id) if task_id else None
+
+
+def _within(command: Command, row: HumanTask, element_id: str) -> bool:
+    """True when the task is the activity ``element_id`` or runs inside that (sub-process) activity."""
+    if row.element_id == element_id:
+        return True
+    from uuid import UUID
+
+    top = command.workflow
+    try:
+        task = top.get_task_from_id(UUID(row.spiff_task_id))
+    except Exception:  # noqa: BLE001 - Spiff raises TaskNotFoundException for unknown ids
+        return False
+    workflow = task.workflow
+    while workflow is not top and getattr(workflow, "parent_task_id", None) is not None:
+        try:
+            parent = top.get_task_from_id(workflow.parent_task_id)
+        except Exception:  # noqa: BLE001
+            return False
+        if parent.task_spec.bpmn_id == element_id:
+            return True
+        workflow = parent.workflow
+    return False
 
 
 def _boundary_events(command: Command) -> dict[str, tuple[Any, str]]:
