@@ -151,3 +151,11 @@ def test_every_flow_node_of_every_miwg_model_is_one_step(miwg_dir):
             assert sorted(ids) == expected, f"{path.name} {process.get('id')}"
             numbers = [step.number for step in chapter.walk()]
             assert len(set(numbers)) == len(numbers), path.name
+
+
+def test_timers_without_a_time_are_worded_plainly(miwg_dir):
+    steps = steps_by_id(load(miwg_dir / "B.2.0.bpmn"))
+    texts = [s.summary for s in steps.values()] + [d for s in steps.values() for d in s.deadlines]
+    assert not [t for t in texts if "unspecified" in t or "the date a" in t]
+    starts = [s.summary for s in steps.values() if s.type == "startEvent" and "timer" in s.summary]
+    assert starts == ["Starts on a timer."]
