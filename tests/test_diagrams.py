@@ -198,3 +198,83 @@ def test_bpmn_js_imports_every_diagram_without_warnings():
                 assert {node.get("id") for node in flow_nodes(document)} <= set(result["drawn"]), name
         finally:
             browser.close()
+
+
+# -- the support ticket runs as documented (both databases) ---------------------------------------
+
+
+def _open_tasks(services, instance_id: str):
+    from sqlalchemy import select
+
+    from bpmn_server.store.models import HumanTask
+
+    with services.database.read() as session:
+        return session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                       HumanTask.status.in_(("open", "claimed")))).all()
+
+
+@pytest.fixture
+def support(services):
+    """The support ticket deployed, with one person per lane."""
+    if not hasattr(services, "instances"):
+        pytest.skip("the runtime is not part of the services facade")
+    from bpmn_server.identity.principal import Principal
+
+    services.definitions.deploy((DIAGRAMS_DIR / "support-ticket.bpmn").read_bytes(), "support-ticket.bpmn", "admin")
+    people = {}
+    for name, group in (("ann", "support-agents"), ("sam", "second-level"), ("tom", "team-leads")):
+        services.identity.create_user(name, password=f"{name}-password", groups=[group])
+        people[group] = Principal(name, frozenset({group}), False)
+    return services, people
+
+
+def _complete_only_task(services, instance_id, element_id, group, people, data):
+    [task] = _open_tasks(services, instance_id)
+    assert (task.element_id, task.candidate_groups) == (element_id, [group])
+    services.tasks.complete(task.id, data, people[group])
+
+
+TRIAGE = {"customer_email": "kim@example.com", "subject": "Invoice PDF empty", "category": "bug",
+          "priority": "normal"}
+
+
+def test_support_ticket_first_level_route(support):
+    from bpmn_server.identity.principal import Principal
+
+    services, people = support
+    instance = services.instances.start("support_ticket", principal=Principal("ann", frozenset({"support-agents"})))
+    _complete_only_task(services, instance.id, "triage_ticket", "support-agents", people,
+                        {**TRIAGE, "category": "question", "solvable_first_level": True})
+    _complete_only_task(services, instance.id, "solve_ticket", "support-agents", people,
+                        {"resolution": "Resent the invoice"})
+    _complete_only_task(services, instance.id, "close_ticket", "support-agents", people, {"answer_sent": True})
+    assert services.instances.get(instance.id).status == "completed"
+
+
+def test_support_ticket_reminds_three_times_then_escalates_to_the_team_lead(support, clock):
+    from datetime import timedelta
+
+    from bpmn_server.identity.principal import Principal
+
+    services, people = support
+    instance = services.instances.start("support_ticket", principal=Principal("ann", frozenset({"support-agents"})))
+    _complete_only_task(services, instance.id, "triage_ticket", "support-agents", people,
+                        {**TRIAGE, "priority": "critical", "solvable_first_level": True})  # critical: 2nd level
+    [investigation] = _open_tasks(services, instance.id)
+    assert investigation.element_id == "investigate_ticket"
+
+    def reminders() -> int:
+        notes = services.outbox.notifications(people["second-level"])[0]
+        return len([n for n in notes if n.kind == "task.reminder"])
+
+    for hours, expected in ((4, 1), (8, 2), (12, 3), (20, 3)):
+        clock.advance(timedelta(hours=4 if hours != 20 else 8))
+        services.timers.fire_due()
+        assert reminders() == expected, hours
+        assert [t.element_id for t in _open_tasks(services, instance.id)] == ["investigate_ticket"]
+    clock.advance(timedelta(hours=4))  # 24 hours: the escalation
+    services.timers.fire_due()
+    _complete_only_task(services, instance.id, "handle_overdue_ticket", "team-leads", people,
+                        {"resolution": "Workaround agreed by phone", "overdue_reason": "complex_problem"})
+    _complete_only_task(services, instance.id, "close_ticket", "support-agents", people, {"answer_sent": True})
+    assert services.instances.get(instance.id).status == "completed"
