@@ -444,3 +444,46 @@ def test_assigning_a_task_notifies_the_new_assignee(runtime, database, clock):
     assigned = [n for n in notifications_of(runtime, "max") if n.kind == "task.assigned"]
     assert len(assigned) == 1 and assigned[0].payload["by"] == "admin"
     assert [n.kind for n in notifications_of(runtime, "mia")] == ["task.created"]
+
+
+def test_killed_worker_loses_no_timer_and_fires_none_twice(runtime, database, clock, tmp_path):
+    """kill -9 a worker in the middle of firing; after restart every timer has fired exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import PROJECT_ROOT
+
+    deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
+    instances = [start(runtime, "wait").id for _ in range(60)]
+    due = clock.now() + timedelta(minutes=2)
+    worker = subprocess.Popen([sys.executable, "-m", "tests.timer_worker", database.url, str(tmp_path / "w"),
+                               due.isoformat()], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # waiting for the other process, not for time to pass
+            with database.read() as session:
+                fired = session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "fired"))
+            if fired >= 15:
+                break
+            time.sleep(0.02)
+        os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        worker.kill()
+        worker.wait()
+    with database.read() as session:
+        left = session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "waiting"))
+    assert 0 < left < 60  # it was killed half-way
+
+    clock.set(due + timedelta(minutes=6))  # restarted after the dead worker's leases ran out
+    runtime.timers.fire_due()
+    assert {status_of(database, i) for i in instances} == {"completed"}
+    with database.read() as session:
+        per_instance = dict(session.execute(select(AuditEvent.instance_id, func.count()).where(
+            AuditEvent.event_type == events.TIMER_FIRED).group_by(AuditEvent.instance_id)).all())
+        statuses = set(session.scalars(select(Timer.status)).all())
+    assert per_instance == {i: 1 for i in instances}
+    assert statuses == {"fired"}
