@@ -40,7 +40,7 @@ def instances():
         limit=PAGE_SIZE,
     )
     keys = sorted({d.key for d in services().definitions.list_definitions(latest_only=True, limit=500).items})
-    return render("instances.html", page=page, filters=shown, statuses=STATUSES, process_keys=keys,
+    return render("instances.html", may_audit=services().audit.may_read(principal()), page=page, filters=shown, statuses=STATUSES, process_keys=keys,
                   next_offset=offset + PAGE_SIZE if offset + PAGE_SIZE < page.total else None,
                   prev_offset=max(offset - PAGE_SIZE, 0) if offset else None)
 
@@ -81,6 +81,7 @@ def instance(instance_id: str):
         open_incidents=[i for i in info.incidents if i.resolved_at is None],
         may_operate=user.is_admin or user.username == info.started_by,
         exports=EXPORTS,
+        may_audit=services().audit.may_read(user),
     )
 
 
@@ -98,21 +99,21 @@ def retry_instance(instance_id: str):
 
 @bp.get("/instances/<instance_id>/audit.<kind>")
 def export_instance_audit(instance_id: str, kind: str):
-    """The instance's audit log as XES, CSV or OCEL (streamed)."""
+    """The instance's audit log as XES, CSV or OCEL, streamed (auditors and administrators)."""
     if kind not in EXPORTS:
         return render("error.html", 404, title="Unknown export format", code=404,
                       detail="Export as .xes, .csv or .ocel.")
     services().instances.get(instance_id, with_variables=False)  # 404 for an unknown instance
     mimetype, extension = EXPORTS[kind]
-    chunks = services().audit.export(kind, instance_id=instance_id)
+    chunks = services().audit.export(principal(), kind, instance_id=instance_id)
     return Response(stream_with_context(chunks), mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="instance-{instance_id}.{extension}"'})
 
 
 @bp.get("/audit/verify")
 def verify_audit():
-    """Check the whole audit chain: intact, or the first altered, removed or reordered event."""
-    result = services().audit.verify()
+    """Check the whole audit chain: intact, or the first altered, removed or reordered event (auditors)."""
+    result = services().audit.verify(principal())
     return render("audit_verify.html", result=result)
 
 
