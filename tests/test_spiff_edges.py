@@ -185,3 +185,43 @@ def test_error_event_subprocess_waits_for_its_error():
     workflow, ran = run(subprocess_model(inner), "p")
     assert sorted(ran) == ["after", "done", "first"]  # no error thrown: the handler never runs
     assert workflow.is_completed()
+
+
+def error_end_model(*, caught: bool) -> bytes:
+    """start -> sub (work -> error end E1) -> after -> end; optionally an error boundary on sub."""
+    boundary = f"""
+    <bpmn:boundaryEvent id="on_error" attachedToRef="sub"><bpmn:outgoing>b1</bpmn:outgoing>
+      <bpmn:errorEventDefinition errorRef="err"/></bpmn:boundaryEvent>
+    <bpmn:sequenceFlow id="b1" sourceRef="on_error" targetRef="handle"/>
+    {script("handle", ["b1"], ["b2"])}
+    <bpmn:sequenceFlow id="b2" sourceRef="handle" targetRef="end_b"/>
+    <bpmn:endEvent id="end_b"><bpmn:incoming>b2</bpmn:incoming></bpmn:endEvent>""" if caught else ""
+    return definitions(f"""
+  <bpmn:error id="err" errorCode="E1" name="Broken"/>
+  <bpmn:process id="errs" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="sub"/>
+    <bpmn:subProcess id="sub"><bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f1</bpmn:outgoing>
+      <bpmn:startEvent id="s_in"><bpmn:outgoing>g0</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:sequenceFlow id="g0" sourceRef="s_in" targetRef="boom"/>
+      <bpmn:endEvent id="boom"><bpmn:incoming>g0</bpmn:incoming><bpmn:errorEventDefinition errorRef="err"/>
+      </bpmn:endEvent>
+    </bpmn:subProcess>
+    <bpmn:sequenceFlow id="f1" sourceRef="sub" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>
+    {boundary}
+  </bpmn:process>""")
+
+
+@pytest.mark.parametrize("caught", [True, False])
+def test_uncaught_bpmn_error_fails_the_instance_with_a_bpmn_error_incident(services, caught):
+    from bpmn_server.identity.principal import system_principal
+
+    services.definitions.deploy(error_end_model(caught=caught), "errs.bpmn", "admin")
+    started = services.instances.start("errs", principal=system_principal("tester"))
+    info = services.instances.get(started.id)
+    if caught:
+        assert info.status == "completed" and not info.incidents
+    else:
+        assert info.status == "failed"
+        assert [(i.kind, "'E1'" in i.message) for i in info.incidents] == [("bpmn-error", True)]

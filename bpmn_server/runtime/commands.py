@@ -21,7 +21,10 @@ from typing import Any, TypeVar
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
-from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
+    ErrorEventDefinition,
+    SignalEventDefinition,
+)
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
@@ -251,6 +254,9 @@ class CommandRunner:
         was = instance.status
         if command.run_engine and command.status is None and was not in (SUSPENDED, *ENDED):
             self.advance(command)
+        uncaught = [e for e in workflow.bpmn_events if isinstance(e.event_definition, ErrorEventDefinition)]
+        if uncaught and command.failure is None:
+            self.fail(command, UncaughtBpmnError(uncaught[0].event_definition))
         instance.status = command.status or self._status_of(command)
         if instance.status in ENDED and instance.ended_at is None:
             instance.ended_at = command.now
@@ -293,7 +299,8 @@ class CommandRunner:
         element_id = getattr(spec, "bpmn_id", None) or getattr(spec, "name", None)
         line = getattr(err, "line_number", None) or None
         message = _error_message(err)
-        kind = "script" if isinstance(err, WorkflowTaskException | ScriptError) else "engine"
+        kind = getattr(err, "incident_kind", None) or (
+            "script" if isinstance(err, WorkflowTaskException | ScriptError) else "engine")
         if isinstance(err, ScriptError):
             message = err.detail
             element_id = err.extra.get("element_id") or element_id
@@ -344,6 +351,18 @@ def _failed_spec(workflow, element_id: str | None):
         if element_id is None or task.task_spec.bpmn_id == element_id:
             return task.task_spec
     return None
+
+
+class UncaughtBpmnError(Exception):
+    """A BPMN error (error end or throw event) that no boundary event or event sub-process caught: the
+    instance stops as failed with a ``bpmn-error`` incident (as Zeebe does), never silently completes."""
+
+    incident_kind = "bpmn-error"
+
+    def __init__(self, definition: ErrorEventDefinition) -> None:
+        code = f" '{definition.code}'" if definition.code else ""
+        super().__init__(f"BPMN error{code} ({definition.name}) was thrown and nothing caught it")
+        self.code = definition.code
 
 
 def _error_message(err: Exception) -> str:
