@@ -112,7 +112,9 @@ class TimerScheduler:
         # a few milliseconds late rather than early: the timer must be due when the pass looks
         run_at = due + timedelta(milliseconds=5)
         try:
-            self.scheduler.add_job(self._woken, "date", run_date=run_at, id=WAKE_JOB, replace_existing=True)
+            # several may be pending while a pass runs: each either runs a pass or makes the running one go again
+            self.scheduler.add_job(self._woken, "date", run_date=run_at, id=WAKE_JOB, replace_existing=True,
+                                   max_instances=8)
         except Exception:  # noqa: BLE001 - scheduler shut down meanwhile
             log.debug("scheduler: could not set the wake-up job", exc_info=True)
 
