@@ -353,15 +353,24 @@ def current_variables(workflow: BpmnWorkflow) -> dict[str, Any]:
                 data.update(task.data)
     else:
         data = {}
-        for task in workflow.get_tasks(state=LIVE_STATES):
+        for task in frontier_tasks(workflow):
             data.update(task.data)
     return {k: v for k, v in data.items() if k not in _HIDDEN_VARIABLES and not callable(v)}
 
 
+def frontier_tasks(workflow: BpmnWorkflow) -> list:
+    """The tasks whose data the process continues with: the live ones, and finished ones whose data
+    waits at a join (no finished child yet), oldest change first so that newer data wins."""
+    tasks = list(workflow.get_tasks(state=LIVE_STATES))
+    for task in workflow.get_tasks(state=TaskState.COMPLETED):
+        if task.children and not any(child.state == TaskState.COMPLETED for child in task.children):
+            tasks.append(task)
+    return sorted(tasks, key=lambda t: t.last_state_change or 0)
+
+
 def set_variables(workflow: BpmnWorkflow, values: dict[str, Any], remove: list[str]) -> None:
-    """Set and remove variables on every live task, so whichever runs next sees them."""
-    tasks = workflow.get_tasks(state=LIVE_STATES)
-    for task in tasks:
+    """Set and remove variables on the frontier tasks, so whatever runs next sees them."""
+    for task in frontier_tasks(workflow):
         task.data.update(values)
         for name in remove:
             task.data.pop(name, None)
