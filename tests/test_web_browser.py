@@ -138,3 +138,59 @@ def test_a_new_process_drawn_from_scratch_is_deployed(page, services):
     definitions = services.definitions.list_definitions().items
     assert [d.name for d in definitions] == ["New process"]
     assert definitions[0].deployment.name == "my-first.bpmn"
+
+
+def test_refund_request_worked_by_clerk_and_manager_through_the_pages(page, services):
+    from tests.conftest import DIAGRAMS_DIR
+
+    services.definitions.deploy((DIAGRAMS_DIR / "refund-request.bpmn").read_bytes(), "refund-request.bpmn", "admin")
+
+    # the clerk starts a request and sees the instance's diagram with its active step marked
+    sign_in(page, "clerk", "clerk-demo", "/processes/refund_request/v/1")
+    page.get_by_label("Business key (optional)").fill("ORDER-77")
+    page.get_by_role("button", name="Start", exact=True).click()
+    page.wait_for_url("**/instances/*")
+    page.wait_for_selector('[data-bpmn-viewer][data-rendered="true"]')
+    assert page.locator('.djs-shape.marker-active[data-element-id="review_refund_request"]').count() == 1
+    assert page.locator('.djs-shape.marker-completed[data-element-id="refund_requested"]').count() == 1
+
+    # claims the review from the group list and opens it
+    page.goto("/tasks?tab=group")
+    row = page.locator("tr", has_text="ORDER-77")
+    row.get_by_role("button", name="Claim Review refund request").click()
+    page.wait_for_selector("h1:has-text('Review refund request')")
+    page.wait_for_selector('.djs-shape.marker-active[data-element-id="review_refund_request"]')
+    assert page.get_by_role("link", name="How to do this step (SOP)").get_attribute("href") == \
+        "/sop/refund_request/v/1#step-review_refund_request"
+
+    # a wrong amount comes back inline (422), with focus on the error summary
+    page.get_by_label("Customer name").fill("Ann Lee")
+    page.get_by_label("Order number").fill("ORDER-77")
+    page.get_by_label("Amount to refund (EUR)").fill("0")
+    page.get_by_label("Reason").select_option("damaged")
+    page.get_by_role("button", name="Complete").click()
+    page.wait_for_selector("#field-amount-error")
+    assert page.locator("#field-amount-error").inner_text() == "Amount to refund (EUR) must be at least 1"
+    assert page.evaluate("document.activeElement.id") == "form-errors"
+    assert page.get_by_label("Customer name").input_value() == "Ann Lee"
+
+    page.get_by_label("Amount to refund (EUR)").fill("750")
+    page.get_by_label("Receipt checked").check()
+    page.get_by_role("button", name="Complete").click()
+    page.wait_for_url("**/tasks")
+    page.wait_for_selector("text=Completed “Review refund request”")
+    assert page.locator("tr", has_text="ORDER-77").count() == 0
+
+    # over 500 EUR: the manager approves it
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "manager", "manager-demo", "/tasks?tab=group")
+    page.locator("tr", has_text="ORDER-77").get_by_role("link", name="Approve refund").click()
+    page.wait_for_selector("h1:has-text('Approve refund')")
+    assert "Ann Lee" in page.locator("section", has_text="Case data").inner_text()
+    page.get_by_label("Approve this refund").check()
+    page.get_by_role("button", name="Complete").click()
+    page.wait_for_url("**/tasks")
+    page.goto("/tasks?tab=group")
+    assert page.locator("tr", has_text="ORDER-77").count() == 0
+    instance = services.instances.list(business_key="ORDER-77").items[0]
+    assert [a.element_id for a in services.instances.get(instance.id).activities] == ["pay_refund"]
