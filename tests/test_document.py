@@ -228,9 +228,23 @@ def test_rest_deploy_refuses_with_problem_json_and_stores_nothing(
     assert "bad.bpmn" in response.json["detail"]
     if line is not None:
         assert response.json["line"] == line
+    if status == 413:
+        assert response.json["limit"] == LIMIT_NAMES[case]
     assert _stored(limited_services) == before == (1, 1)
     listed = limited_client.get("/api/v1/process-definitions", headers=limited_auth).json
     assert [d["key"] for d in listed["items"]] == ["kept"]
+
+
+LIMIT_NAMES = {"too deep": "depth", "too many elements": "elements", "too large": "bytes"}
+
+
+@pytest.mark.parametrize(("case", "source", "error", "slug", "status", "rule", "line"), HOSTILE, ids=HOSTILE_IDS)
+def test_rest_validation_refuses_the_same_files(limited_client, limited_auth, case, source, error, slug, status,
+                                                 rule, line):
+    response = limited_client.post("/api/v1/validations", data=source,
+                                   headers={**limited_auth, "Content-Type": "application/xml"})
+    assert (response.status_code, response.mimetype) == (status, PROBLEM)
+    assert response.json["type"] == f"/problems/{slug}"
 
 
 def test_a_body_far_over_the_limit_is_refused_before_parsing(limited_client, limited_auth, limited_services):
