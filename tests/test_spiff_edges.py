@@ -225,3 +225,46 @@ def test_uncaught_bpmn_error_fails_the_instance_with_a_bpmn_error_incident(servi
     else:
         assert info.status == "failed"
         assert [(i.kind, "'E1'" in i.message) for i in info.incidents] == [("bpmn-error", True)]
+
+
+def test_link_events_continue_the_flow_at_the_matching_catch_event():
+    source = definitions(f"""
+  <bpmn:process id="links" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="go"/>
+    <bpmn:intermediateThrowEvent id="go"><bpmn:incoming>f0</bpmn:incoming>
+      <bpmn:linkEventDefinition id="l_out" name="page2"/></bpmn:intermediateThrowEvent>
+    <bpmn:intermediateCatchEvent id="arrive"><bpmn:outgoing>f1</bpmn:outgoing>
+      <bpmn:linkEventDefinition id="l_in" name="page2"/></bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="arrive" targetRef="work"/>
+    {script("work", ["f1"], ["f2"])}
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+    workflow, ran = run(source, "links")
+    assert ran == ["work"]
+    assert workflow.is_completed()
+
+
+def test_signal_end_event_throws_its_signal():
+    source = definitions(f"""
+  <bpmn:signal id="sig" name="stop"/>
+  <bpmn:process id="sigend" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="fork"/>
+    <bpmn:parallelGateway id="fork"><bpmn:incoming>f0</bpmn:incoming>
+      <bpmn:outgoing>a0</bpmn:outgoing><bpmn:outgoing>b0</bpmn:outgoing></bpmn:parallelGateway>
+    <bpmn:sequenceFlow id="a0" sourceRef="fork" targetRef="listen"/>
+    <bpmn:intermediateCatchEvent id="listen"><bpmn:incoming>a0</bpmn:incoming><bpmn:outgoing>a1</bpmn:outgoing>
+      <bpmn:signalEventDefinition signalRef="sig"/></bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="a1" sourceRef="listen" targetRef="heard"/>
+    {script("heard", ["a1"], ["a2"])}
+    <bpmn:sequenceFlow id="a2" sourceRef="heard" targetRef="end_a"/>
+    <bpmn:endEvent id="end_a"><bpmn:incoming>a2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="b0" sourceRef="fork" targetRef="end_sig"/>
+    <bpmn:endEvent id="end_sig"><bpmn:incoming>b0</bpmn:incoming><bpmn:signalEventDefinition signalRef="sig"/>
+    </bpmn:endEvent>
+  </bpmn:process>""")
+    workflow, ran = run(source, "sigend")
+    assert ran == ["heard"]
+    assert workflow.is_completed()

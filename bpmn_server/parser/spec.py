@@ -18,11 +18,13 @@ from lxml import etree
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnParser, full_tag
 from SpiffWorkflow.bpmn.parser.event_parsers import (
+    CANCEL_EVENT_XPATH,
     CONDITIONAL_EVENT_XPATH,
     ERROR_EVENT_XPATH,
     ESCALATION_EVENT_XPATH,
     MESSAGE_EVENT_XPATH,
     SIGNAL_EVENT_XPATH,
+    TERMINATION_EVENT_XPATH,
     TIMER_EVENT_XPATH,
     BoundaryEventParser,
     EndEventParser,
@@ -403,7 +405,15 @@ class ServerProcessParser(ProcessParser):
 
 
 class ServerEndEventParser(TimerTextParserMixin, EndEventParser):
-    pass
+    """End events that also throw signals (Spiff's parser reads a signal end event as a none end event)."""
+
+    def create_task(self):
+        event_definition = self.get_event_definition(
+            [MESSAGE_EVENT_XPATH, SIGNAL_EVENT_XPATH, CANCEL_EVENT_XPATH, ERROR_EVENT_XPATH, ESCALATION_EVENT_XPATH,
+             TERMINATION_EVENT_XPATH])
+        task = self._create_task(event_definition)
+        task.connect(self.spec.end)
+        return task
 
 
 class ServerIntermediateCatchEventParser(TimerTextParserMixin, IntermediateCatchEventParser):
@@ -731,7 +741,38 @@ def executable_tree(document: BpmnDocument, keep: set[str]) -> etree._Element:
         else:
             root.remove(process)
     inline_event_definition_refs(root)
+    link_events_to_flows(root)
     return root
+
+
+def link_events_to_flows(root: etree._Element) -> None:
+    """A link throw event and the link catch event of the same name in the same (sub-)process are one
+    sequence flow drawn in two pieces (BPMN 2.0 §10.4.5); Spiff has no link events, so the pair
+    becomes two none events joined by a sequence flow."""
+    link = q("linkEventDefinition")
+    for throw in list(root.iter(q("intermediateThrowEvent"))):
+        definition = throw.find(link)
+        scope = throw.getparent()
+        if definition is None or scope is None:
+            continue
+        targets = {(t.text or "").strip() for t in definition.findall(q("target"))}
+        for catch in scope.findall(q("intermediateCatchEvent")):
+            catch_definition = catch.find(link)
+            if catch_definition is None:
+                continue
+            same_name = definition.get("name") and catch_definition.get("name") == definition.get("name")
+            if catch_definition.get("id") in targets or same_name:
+                flow = etree.SubElement(scope, q("sequenceFlow"))
+                flow.set("id", f"{throw.get('id')}_to_{catch.get('id')}")
+                flow.set("sourceRef", throw.get("id") or "")
+                flow.set("targetRef", catch.get("id") or "")
+                etree.SubElement(throw, q("outgoing")).text = flow.get("id")
+                etree.SubElement(catch, q("incoming")).text = flow.get("id")
+        throw.remove(definition)
+    for catch in list(root.iter(q("intermediateCatchEvent"))):
+        definition = catch.find(link)
+        if definition is not None and catch.find(q("incoming")) is not None:
+            catch.remove(definition)
 
 
 def inline_event_definition_refs(root: etree._Element) -> None:
