@@ -80,3 +80,12 @@ def test_subprocess_call_activity_and_timer_survive_storage(services, clock):
     assert ("timer-fired", "inner_reminder") in kinds and ("element-completed", "sum") in kinds
     assert services.instances.get(instance.id).activities == []
     assert services.tasks.list(ADMIN, scope="all", status="completed").total == 2
+
+
+def test_scripts_read_the_command_clock(services, clock):
+    from .runtime_helpers import script_process
+
+    services.definitions.deploy(script_process("stamp = now().isoformat()"), "stamp.bpmn", "admin")
+    clock.advance(3600)
+    instance = services.instances.start("scripted", principal=CLERK)
+    assert services.instances.variables(instance.id)[0]["stamp"] == clock.now().isoformat()

@@ -30,7 +30,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..audit import events
@@ -39,7 +39,7 @@ from ..clock import Clock
 from ..errors import BpmnServerError, Conflict, NotFound, PreconditionFailed, ScriptError
 from ..store import Database
 from ..store.models import Incident, ProcessDefinition, ProcessInstance, new_id
-from .engine import Engine
+from .engine import COMMAND_NOW, Engine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,6 +170,7 @@ class CommandRunner:
     ) -> T:
         """Run ``action`` on an existing instance as one command and return what it returned."""
         now = now or self.clock.now()
+        token = COMMAND_NOW.set(now)
         try:
             with self.database.transaction() as session:
                 # FOR UPDATE (PostgreSQL): commands on one instance queue up instead of deadlocking on
@@ -201,6 +202,8 @@ class CommandRunner:
                 f"process instance {instance_id} was changed by someone else at the same time; "
                 "reload it and try again", instance_id=instance_id,
             ) from err
+        finally:
+            COMMAND_NOW.reset(token)
         self._after_commit(command)
         return result
 
@@ -218,8 +221,18 @@ class CommandRunner:
         """Create an instance of ``definition``, run it to its first wait state, and commit."""
         now = now or self.clock.now()
         variables = dict(variables or {})
+        token = COMMAND_NOW.set(now)
+        try:
+            command = self._start(definition, actor, business_key, variables, action, now, parent_instance_id)
+        finally:
+            COMMAND_NOW.reset(token)
+        self._after_commit(command)
+        return command
+
+    def _start(self, definition, actor, business_key, variables, action, now, parent_instance_id) -> Command:
         with self.database.transaction() as session:
-            definition = session.get(ProcessDefinition, definition.id)
+            definition = session.get(ProcessDefinition, definition.id,
+                                     options=[lazyload(ProcessDefinition.deployment)])
             workflow = self.engine.new_workflow(definition, FixedClock(now))
             workflow.task_tree.data.update(variables)
             instance = ProcessInstance(
@@ -238,7 +251,6 @@ class CommandRunner:
             if action is not None:
                 action(command)
             self._finish(command)
-        self._after_commit(command)
         return command
 
     def _after_commit(self, command: Command) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -58,6 +60,15 @@ def _serializer() -> BpmnWorkflowSerializer:
     return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
 
 
+# The instant of the command running in this thread/context: scripts' now()/today() read it, so a
+# script sees the same (injectable) clock as the timers of its command.
+COMMAND_NOW: ContextVar[datetime | None] = ContextVar("bpmn_server_command_now", default=None)
+
+
+def script_now() -> datetime:
+    return COMMAND_NOW.get() or datetime.now(UTC)
+
+
 class Engine:
     """Process specs by definition id, the script engine, and workflow (de)serialization."""
 
@@ -66,7 +77,7 @@ class Engine:
 
         self.settings = settings
         self.definitions = definitions
-        self.script_engine = make_script_engine(settings)
+        self.script_engine = make_script_engine(settings, now=script_now)
         self.serializer = _serializer()
         self._specs: dict[int, ProcessSpecs] = {}
         self._lock = threading.Lock()

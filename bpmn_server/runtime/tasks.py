@@ -270,7 +270,7 @@ class TaskService:
             values = validate_submission(task.form or {}, data)
             instance_id = task.instance_id
 
-        def action(command: Command) -> TaskInfo:
+        def action(command: Command) -> tuple[HumanTask, int, str | None]:
             row = command.session.get(HumanTask, task_id)
             if row is None or row.status not in OPEN_STATUSES:
                 raise Conflict(f"task {task_id} was completed or withdrawn meanwhile")
@@ -289,16 +289,10 @@ class TaskService:
             command.audit(events.TASK_COMPLETED, element_id=row.element_id, element_name=row.name,
                           element_type="userTask", group=row.lane or _first(row.candidate_groups),
                           data={"task_id": row.id, "values": values})
-            command.data["task"] = row
-            return row
+            return row, command.definition.version, command.instance.business_key
 
-        self.runner.run(instance_id, action, actor=principal.username, allowed=ACTIVE)
-        return self.get_after_change(task_id)
-
-    def get_after_change(self, task_id: str) -> TaskInfo:
-        with self.database.read() as session:
-            task, version, business_key = self._load(session, task_id)
-            return _info(task, version, business_key)
+        row, version, business_key = self.runner.run(instance_id, action, actor=principal.username, allowed=ACTIVE)
+        return _info(row, version, business_key)  # built after the commit: the row version as stored
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod
