@@ -211,3 +211,15 @@ def test_a_failed_instance_shows_its_incident_and_the_starter_retries_it(client,
                            follow_redirects=True)
     assert "Retried" in response.get_data(as_text=True)
     assert services.instances.get(failed.id).status == "completed"
+
+
+def test_notifications_list_new_tasks_and_are_marked_read(client, services):
+    sign_in(client, "clerk", next_url="/tasks")
+    task = _review_task(services)
+    html = client.get("/notifications").get_data(as_text=True)
+    assert "task created" in html and "“Review refund request”" in html
+    assert f'href="/tasks/{task.id}"' in html and "Mark all 1 read" in html
+    response = client.post("/notifications/read", data={"csrf_token": page_token(client, "/notifications")},
+                           follow_redirects=True)
+    assert "1 notification marked read." in response.get_data(as_text=True)
+    assert "Mark all" not in client.get("/notifications").get_data(as_text=True)
