@@ -103,6 +103,15 @@ def test_a_non_utf8_file_deploys_and_downloads_byte_identical(client, auth, kind
     assert xml.data == source
 
 
+@pytest.mark.parametrize("declared", ["UTF-8", "ISO-8859-1", "windows-1252", "UTF-16"])
+def test_text_is_read_in_the_encoding_it_declares(declared):
+    """A str (from a form field or the modeler) is encoded as its declaration says, not blindly as UTF-8."""
+    text = _variant("utf-8").decode("utf-8").replace('encoding="UTF-8"', f'encoding="{declared}"')
+    document = BpmnDocument.load(text, "text.bpmn")
+    assert document.element("work").get("name") == NAME
+    assert validate(document) == []
+
+
 def test_doctype_text_inside_documentation_is_not_mistaken_for_one():
     source = linear_process().replace(
         b"<bpmn:documentation>Purpose of Simple.</bpmn:documentation>",

@@ -81,7 +81,7 @@ class BpmnDocument:
     ) -> BpmnDocument:
         """Parse bytes as a BPMN document, or raise a typed error with line and column."""
         if isinstance(source, str):
-            source = source.encode("utf-8")
+            source = _text_to_bytes(source, name)
         if len(source) > max_bytes:
             raise DocumentTooLarge(
                 f"{name} is {len(source)} bytes; the limit is {max_bytes} bytes", limit="bytes"
@@ -264,6 +264,20 @@ def _prolog_text(source: bytes) -> str:
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8):]
     return head.decode("latin-1")  # every ASCII-compatible encoding keeps markup characters as they are
+
+
+_DECLARED_ENCODING = re.compile(r"""\A<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
+
+
+def _text_to_bytes(text: str, name: str) -> bytes:
+    """Text as the bytes its XML declaration promises (UTF-8 without one), so the parser reads it right."""
+    text = text.removeprefix("\ufeff")
+    declared = _DECLARED_ENCODING.match(text)
+    encoding = declared.group(1) if declared else "utf-8"
+    try:
+        return text.encode(encoding, errors="xmlcharrefreplace")
+    except LookupError:
+        raise InvalidDocument(f"{name} declares the unknown encoding '{encoding}'", line=1, column=1) from None
 
 
 def _check_size(root: etree._Element, name: str, max_depth: int, max_elements: int) -> None:
