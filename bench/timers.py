@@ -31,15 +31,7 @@ def services_on(url: str, data_dir: Path, clock) -> Services:
     database = Database(url)
     database.create_all()
     settings = Settings(data_dir=data_dir, database_url=url, secret_key="bench", scheduler=False).resolved()
-    services = Services(settings, database=database, clock=clock)
-    if not hasattr(services, "instances"):
-        from bpmn_server.runtime.engine import Engine
-        from bpmn_server.runtime.instances import InstanceService
-
-        services.instances = InstanceService(database, clock, Engine(settings, services.definitions),
-                                             services.definitions)
-        services.wire_people()
-    return services
+    return Services(settings, database=database, clock=clock)
 
 
 def bench_server(url: str, data_dir: Path, n: int) -> tuple[float, int]:

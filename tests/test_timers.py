@@ -22,14 +22,7 @@ ADMIN = Principal("admin", frozenset(), True)
 
 @pytest.fixture
 def runtime(services):
-    """The services with the instance runtime wired in (as `serve` and `worker` have it)."""
-    if not hasattr(services, "instances"):  # until the facade builds the runtime itself
-        from bpmn_server.runtime.engine import Engine
-        from bpmn_server.runtime.instances import InstanceService
-
-        engine = Engine(services.settings, services.definitions)
-        services.instances = InstanceService(services.database, services.clock, engine, services.definitions)
-        services.wire_people()
+    """The services facade: instances, tasks, timers and the outbox wired as `serve` and `worker` have them."""
     return services
 
 
@@ -115,20 +108,12 @@ def test_reminders_stop_when_the_task_is_completed(runtime, database, clock):
     clock.advance(timedelta(days=1))
     runtime.timers.fire_due()
     [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
-    runtime.tasks.complete(task.id, {}, Principal("mia", frozenset({"managers"}), False)) if hasattr(
-        runtime, "tasks") else _complete(runtime, task)
+    runtime.tasks.complete(task.id, {}, Principal("mia", frozenset({"managers"}), False))
     assert status_of(database, instance.id) == "completed"
     clock.advance(timedelta(days=10))
     assert runtime.timers.fire_due().fired == 0
     assert len([n for n in notifications_of(runtime, "mia") if n.kind == "task.reminder"]) == 1
     assert {t.status for t in rows(database, Timer, Timer.instance_id == instance.id)} <= {"fired", "cancelled"}
-
-
-def _complete(services, task):
-    from bpmn_server.runtime.tasks import TaskService
-
-    TaskService(services.database, services.clock, services.instances.runner).complete(
-        task.id, {}, Principal("mia", frozenset({"managers"}), False))
 
 
 def test_interrupting_deadline_withdraws_the_task_and_routes_it_on(runtime, database, clock):
@@ -177,23 +162,13 @@ def test_escalation_event_withdraws_the_task_with_the_reason(runtime, database, 
     assert [e.element_id for e in escalated] == ["check"]
 
 
-def _complete_as(services, task, username, group):
-    from bpmn_server.runtime.tasks import TaskService
-
-    tasks = getattr(services, "tasks", None) or TaskService(services.database, services.clock,
-                                                            services.instances.runner)
-    tasks.complete(task.id, {}, Principal(username, frozenset({group}), False))
-
-
 def test_overdue_filter_lists_tasks_past_their_deadline(runtime, database, clock):
     people(runtime)
     deploy(runtime, timer_models.approval(deadline="P5D", due_date="P2D"))
     instance = start(runtime, "approval")
     [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
     assert task.due_at == clock.now() + timedelta(days=2)  # camunda:dueDate wins over the deadline
-    from bpmn_server.runtime.tasks import TaskService
-
-    tasks = getattr(runtime, "tasks", None) or TaskService(database, clock, runtime.instances.runner)
+    tasks = runtime.tasks
     mia = Principal("mia", frozenset({"managers"}), False)
     assert tasks.list(mia, overdue=True).total == 0
     clock.advance(timedelta(days=3))
@@ -208,7 +183,6 @@ def test_timers_that_fell_due_while_down_fire_once_after_start_up(runtime, datab
     from bpmn_server.services import Services
 
     restarted = Services(settings, database=database, clock=clock)
-    restarted.instances = runtime.instances
     report = restarted.timers.fire_due()
     assert report.fired == 5
     assert restarted.timers.fire_due().fired == 0
@@ -244,8 +218,6 @@ def test_concurrent_sweepers_fire_every_timer_exactly_once(runtime, database, cl
 def test_two_engines_on_postgres_fire_every_timer_exactly_once(runtime, database, clock, settings, backend):
     if backend != "postgres":
         pytest.skip("two separate engines on one database: the PostgreSQL cluster case")
-    from bpmn_server.runtime.engine import Engine
-    from bpmn_server.runtime.instances import InstanceService
     from bpmn_server.services import Services
 
     deploy(runtime, timer_models.intermediate_timer(duration="PT5S"))
@@ -254,7 +226,6 @@ def test_two_engines_on_postgres_fire_every_timer_exactly_once(runtime, database
     other_db = Database(database.url, pool_size=3)
     try:
         other = Services(settings, database=other_db, clock=clock)
-        other.instances = InstanceService(other_db, clock, Engine(settings, other.definitions), other.definitions)
         reports = []
         threads = [threading.Thread(target=lambda s=s: reports.append(s.timers.fire_due(batch=3)))
                    for s in (runtime, other, runtime, other)]
@@ -432,15 +403,12 @@ def test_failed_timers_are_listed_and_retried_through_the_api(runtime, database,
 
 
 def test_assigning_a_task_notifies_the_new_assignee(runtime, database, clock):
-    from bpmn_server.runtime.tasks import TaskService
-
     people(runtime)
     deploy(runtime, timer_models.approval())
     instance = start(runtime, "approval")
     [task] = rows(database, HumanTask, HumanTask.instance_id == instance.id)
     assert [n.kind for n in notifications_of(runtime, "mia")] == ["task.created"]
-    tasks = getattr(runtime, "tasks", None) or TaskService(database, clock, runtime.instances.runner)
-    tasks.assign(task.id, "max", ADMIN)
+    runtime.tasks.assign(task.id, "max", ADMIN)
     assigned = [n for n in notifications_of(runtime, "max") if n.kind == "task.assigned"]
     assert len(assigned) == 1 and assigned[0].payload["by"] == "admin"
     assert [n.kind for n in notifications_of(runtime, "mia")] == ["task.created"]
@@ -487,3 +455,19 @@ def test_killed_worker_loses_no_timer_and_fires_none_twice(runtime, database, cl
         statuses = set(session.scalars(select(Timer.status)).all())
     assert per_instance == {i: 1 for i in instances}
     assert statuses == {"fired"}
+
+
+@pytest.mark.parametrize("answer_first", [False])
+def test_event_based_gateway_races_a_message_against_a_timer(runtime, database, clock, answer_first):
+    deploy(runtime, timer_models.message_or_timeout(timeout="PT1H"))
+    instance = start(runtime, "race", business_key="T-1")
+    clock.advance(timedelta(minutes=59 if answer_first else 61))
+    if answer_first:
+        runtime.messages.correlate("customer-answer", principal=ADMIN, business_key="T-1")
+        clock.advance(timedelta(hours=2))
+    assert runtime.timers.fire_due().fired == (0 if answer_first else 1)
+    assert status_of(database, instance.id) == "completed"
+    ended = {e.element_id for e in rows(database, AuditEvent, AuditEvent.instance_id == instance.id)}
+    assert ("answered" in ended) == answer_first and ("timed_out" in ended) != answer_first
+    assert {t.status for t in rows(database, Timer, Timer.instance_id == instance.id)} == (
+        {"cancelled"} if answer_first else {"fired"})

@@ -115,3 +115,29 @@ def timer_start(process_id: str = "scheduled", *, kind: str = "timeCycle", text:
     <bpmn:sequenceFlow id="f1" sourceRef="tick" targetRef="check"/>
     <bpmn:sequenceFlow id="f2" sourceRef="check" targetRef="end"/>
   </bpmn:process>""")
+
+
+def message_or_timeout(process_id: str = "race", timeout: str = "PT1H") -> bytes:
+    """An event-based gateway racing the customer's answer (message) against a timeout."""
+    return definitions(f"""
+  <bpmn:message id="msg_answer" name="customer-answer"/>
+  <bpmn:process id="{process_id}" name="Race" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:eventBasedGateway id="wait_for"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing></bpmn:eventBasedGateway>
+    <bpmn:intermediateCatchEvent id="answer" name="Answer received">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="msg_answer"/>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="timeout" name="No answer">
+      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>{timeout}</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="answered"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="timed_out"><bpmn:incoming>f5</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait_for"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="wait_for" targetRef="answer"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="wait_for" targetRef="timeout"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="answer" targetRef="answered"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="timeout" targetRef="timed_out"/>
+  </bpmn:process>""")

@@ -9,8 +9,6 @@ from datetime import datetime
 
 def main(url: str, data_dir: str, now: str) -> None:
     from bpmn_server.clock import ManualClock
-    from bpmn_server.runtime.engine import Engine
-    from bpmn_server.runtime.instances import InstanceService
     from bpmn_server.services import Services
     from bpmn_server.settings import Settings
     from bpmn_server.store import Database
@@ -18,9 +16,6 @@ def main(url: str, data_dir: str, now: str) -> None:
     settings = Settings(data_dir=data_dir, database_url=url, secret_key="worker").resolved()
     database = Database(url, pool_size=2)
     services = Services(settings, database=database, clock=ManualClock(datetime.fromisoformat(now)))
-    if not hasattr(services, "instances"):
-        services.instances = InstanceService(database, services.clock, Engine(settings, services.definitions),
-                                             services.definitions)
     print("ready", flush=True)
     while True:
         services.timers.fire_due(batch=4)
