@@ -182,3 +182,30 @@ def test_openapi_documents_the_task_and_instance_endpoints(client):
                  "/api/v1/tasks", "/api/v1/tasks/{task_id}/complete", "/api/v1/messages", "/api/v1/signals"):
         assert path in spec["paths"], path
     assert "TaskSchema" in str(spec["components"]["schemas"].keys()) or "Task" in spec["components"]["schemas"]
+
+
+def test_two_people_completing_at_once_over_http_one_wins(app, client, people):
+    import threading
+
+    start_refund(client, people["clerk"])
+    review = only_task(client, people["clerk"])
+    url = f"/api/v1/tasks/{review['id']}/complete"
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def complete(amount: int) -> None:
+        own_client = app.test_client()
+        barrier.wait()
+        statuses.append(own_client.post(url, headers=people["clerk"],
+                                        json={"data": {**REVIEW, "amount": amount}}).status_code)
+
+    threads = [threading.Thread(target=complete, args=(amount,)) for amount in (100, 900)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [200, 409]
+    # exactly one path was taken: either payment (100) or approval (900), never both
+    waiting = client.get("/api/v1/tasks", headers=people["manager"]).json["total"] + \
+        client.get("/api/v1/tasks", headers=people["accountant"]).json["total"]
+    assert waiting == 1
