@@ -284,3 +284,12 @@ def test_a_process_with_error_findings_cannot_be_started(services):
     with pytest.raises(NotExecutable) as refused:
         instances.start("broken", principal=Principal("owner"))
     assert "error finding" in refused.value.detail
+
+
+def test_every_rule_id_is_documented():
+    from .conftest import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "docs" / "validation-rules.md").read_text(encoding="utf-8")
+    rule_ids = {case[0] for case in CASES} | {"not-well-formed", "not-bpmn", "hostile-xml", "too-large",
+                                              "unreadable", "rule-failed"}
+    assert [rule for rule in sorted(rule_ids) if f"`{rule}`" not in text] == []
