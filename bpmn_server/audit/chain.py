@@ -229,6 +229,8 @@ def _text(value: Any, field: str) -> str | None:
 
 def _clean(text: str) -> str:
     """No NUL (PostgreSQL refuses it) and no lone surrogate (not encodable as UTF-8)."""
+    if text.isascii() and "\x00" not in text:  # the common case, checked at C speed
+        return text
     text = text.replace("\x00", "\ufffd")
     if _SURROGATE.search(text):
         text = _SURROGATE.sub("\ufffd", text)

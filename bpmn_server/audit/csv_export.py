@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 
 from sqlalchemy import select
 
 from ..store import Database
-from .query import COLUMNS, AuditFilter, chunked, stream_rows, table, timestamp_text
+from .query import EXPORT_COLUMNS, AuditFilter, chunked, stream_rows, table, timestamp_text
 
-HEADER = [column.name for column in COLUMNS]
+HEADER = [column.name for column in EXPORT_COLUMNS]
 
 
 def export_csv(database: Database, filters: AuditFilter | None = None) -> Iterator[bytes]:
@@ -28,10 +27,10 @@ def _csv_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(HEADER)
-    statement = select(*COLUMNS).where(*filters.conditions()).order_by(table.c.sequence)
+    statement = select(*EXPORT_COLUMNS).where(*filters.conditions()).order_by(table.c.sequence)
     with database.read() as session:
         for row in stream_rows(session, statement):
-            writer.writerow([_cell(name, row[name]) for name in HEADER])
+            writer.writerow([_cell(name, value) for name, value in zip(HEADER, row, strict=True)])
             if buffer.tell() >= 16384:
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -44,6 +43,4 @@ def _cell(name: str, value) -> str:
         return ""
     if name == "timestamp":
         return timestamp_text(value, "microseconds")
-    if name == "data":
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+    return str(value)  # data is already JSON text

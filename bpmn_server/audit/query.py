@@ -7,14 +7,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import ColumnElement, Select, Text, cast
+from sqlalchemy.engine import Row, RowMapping
 from sqlalchemy.orm import Session
 
 from ..store.models import AuditEvent
 
 table = AuditEvent.__table__
 COLUMNS = list(table.c)
+# What the exports read: every column, but ``data`` as its stored JSON text. An export writes that
+# text out as it is, so it does not parse and re-serialize every event's data (which was half the
+# export time); the few places that look inside it parse it themselves.
+EXPORT_COLUMNS = [cast(c, Text).label(c.name) if c.name == "data" else c for c in table.c]
 BATCH_SIZE = 2000
 CHUNK_CHARS = 64 * 1024
 
@@ -54,10 +58,14 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def stream_rows(session: Session, statement: Select, batch_size: int = BATCH_SIZE) -> Iterator[RowMapping]:
-    """Rows of ``statement`` fetched ``batch_size`` at a time (a server-side cursor on PostgreSQL)."""
+def stream_rows(session: Session, statement: Select, batch_size: int = BATCH_SIZE) -> Iterator[Row]:
+    """Rows of ``statement`` fetched ``batch_size`` at a time (a server-side cursor on PostgreSQL).
+
+    Plain rows (``row.actor``), not mappings: an export touches every column of every event, and
+    attribute access costs about half as much.
+    """
     result = session.execute(statement.execution_options(yield_per=batch_size))
-    for partition in result.mappings().partitions():
+    for partition in result.partitions():
         yield from partition
 
 

@@ -8,7 +8,6 @@ any case and are left out; the OCEL and CSV exports carry them.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 
@@ -16,7 +15,7 @@ from sqlalchemy import select
 
 from ..store import Database
 from .events import COMPLETE, EVENT_TYPES
-from .query import COLUMNS, AuditFilter, chunked, stream_rows, table, timestamp_text
+from .query import EXPORT_COLUMNS, AuditFilter, chunked, stream_rows, table, timestamp_text
 
 EXTENSIONS = (
     ("Concept", "concept", "http://www.xes-standard.org/concept.xesext"),
@@ -26,6 +25,7 @@ EXTENSIONS = (
 )
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NEEDS_WORK = re.compile('[&<>"\x00-\x1f\ud800-\udfff\ufffe\uffff]')
 _ESCAPES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
 )
@@ -33,6 +33,8 @@ _ESCAPES = str.maketrans(
 
 def xml_attr(text: str) -> str:
     """Text safe inside a double-quoted XML attribute (characters XML forbids become U+FFFD)."""
+    if _NEEDS_WORK.search(text) is None:  # the common case: nothing to escape
+        return text
     return _INVALID_XML.sub("\ufffd", text).translate(_ESCAPES)
 
 
@@ -66,17 +68,17 @@ def _header() -> str:
 def _xes_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
     yield _header()
     statement = (
-        select(*COLUMNS)
+        select(*EXPORT_COLUMNS)
         .where(table.c.instance_id.is_not(None), *filters.conditions())
         .order_by(table.c.instance_id, table.c.sequence)
     )
     with database.read() as session:
         current = None
         for row in stream_rows(session, statement):
-            if row["instance_id"] != current:
+            if row.instance_id != current:
                 if current is not None:
                     yield "\t</trace>\n"
-                current = row["instance_id"]
+                current = row.instance_id
                 yield _trace_open(row)
             yield _event(row)
         if current is not None:
@@ -85,42 +87,43 @@ def _xes_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
 
 
 def _trace_open(row) -> str:
-    parts = ["\t<trace>\n", f'\t\t<string key="concept:name" value="{xml_attr(row["instance_id"])}"/>\n']
-    if row["definition_key"] is not None:
-        parts.append(f'\t\t<string key="bpmn:processKey" value="{xml_attr(row["definition_key"])}"/>\n')
-    if row["definition_version"] is not None:
-        parts.append(f'\t\t<int key="bpmn:processVersion" value="{int(row["definition_version"])}"/>\n')
-    return "".join(parts)
+    text = f'\t<trace>\n\t\t<string key="concept:name" value="{xml_attr(row.instance_id)}"/>\n'
+    if row.definition_key is not None:
+        text += f'\t\t<string key="bpmn:processKey" value="{xml_attr(row.definition_key)}"/>\n'
+    if row.definition_version is not None:
+        text += f'\t\t<int key="bpmn:processVersion" value="{int(row.definition_version)}"/>\n'
+    return text
 
 
 def activity_name(row) -> str:
     """concept:name of an event: the element for element lifecycle events, else the event type."""
-    kind = EVENT_TYPES.get(row["event_type"])
+    kind = EVENT_TYPES.get(row.event_type)
     if kind is not None and kind.activity:
-        return row["element_name"] or row["element_id"] or row["event_type"]
-    return row["event_type"]
+        return row.element_name or row.element_id or row.event_type
+    return row.event_type
 
 
 def _event(row) -> str:
-    kind = EVENT_TYPES.get(row["event_type"])
-    transition = row["transition"] or (kind.transition if kind else COMPLETE)
-    parts = [
-        "\t\t<event>\n",
-        f'\t\t\t<string key="concept:name" value="{xml_attr(activity_name(row))}"/>\n',
-        f'\t\t\t<string key="lifecycle:transition" value="{xml_attr(transition)}"/>\n',
-        f'\t\t\t<string key="org:resource" value="{xml_attr(row["actor"])}"/>\n',
-    ]
-    if row["group"] is not None:
-        parts.append(f'\t\t\t<string key="org:group" value="{xml_attr(row["group"])}"/>\n')
-    parts.append(f'\t\t\t<date key="time:timestamp" value="{timestamp_text(row["timestamp"])}"/>\n')
-    parts.append(f'\t\t\t<string key="audit:eventType" value="{xml_attr(row["event_type"])}"/>\n')
-    parts.append(f'\t\t\t<int key="audit:sequence" value="{int(row["sequence"])}"/>\n')
-    parts.append(f'\t\t\t<id key="audit:eventId" value="{xml_attr(row["event_id"])}"/>\n')
-    for key, column in (("bpmn:elementId", "element_id"), ("bpmn:elementType", "element_type")):
-        if row[column] is not None:
-            parts.append(f'\t\t\t<string key="{key}" value="{xml_attr(row[column])}"/>\n')
-    if row["data"]:
-        data = json.dumps(row["data"], sort_keys=True, ensure_ascii=False, default=str)
-        parts.append(f'\t\t\t<string key="audit:data" value="{xml_attr(data)}"/>\n')
-    parts.append("\t\t</event>\n")
-    return "".join(parts)
+    """One XES event; written as one string because this runs once per exported event."""
+    kind = EVENT_TYPES.get(row.event_type)
+    transition = row.transition or (kind.transition if kind else COMPLETE)
+    optional = ""
+    if row.group is not None:
+        optional += f'\t\t\t<string key="org:group" value="{xml_attr(row.group)}"/>\n'
+    if row.element_id is not None:
+        optional += f'\t\t\t<string key="bpmn:elementId" value="{xml_attr(row.element_id)}"/>\n'
+    if row.element_type is not None:
+        optional += f'\t\t\t<string key="bpmn:elementType" value="{xml_attr(row.element_type)}"/>\n'
+    if row.data and row.data != "{}":
+        optional += f'\t\t\t<string key="audit:data" value="{xml_attr(row.data)}"/>\n'
+    return (
+        "\t\t<event>\n"
+        f'\t\t\t<string key="concept:name" value="{xml_attr(activity_name(row))}"/>\n'
+        f'\t\t\t<string key="lifecycle:transition" value="{xml_attr(transition)}"/>\n'
+        f'\t\t\t<string key="org:resource" value="{xml_attr(row.actor)}"/>\n'
+        f'\t\t\t<date key="time:timestamp" value="{timestamp_text(row.timestamp)}"/>\n'
+        f'\t\t\t<string key="audit:eventType" value="{xml_attr(row.event_type)}"/>\n'
+        f'\t\t\t<int key="audit:sequence" value="{int(row.sequence)}"/>\n'
+        f'\t\t\t<id key="audit:eventId" value="{xml_attr(row.event_id)}"/>\n'
+        f"{optional}\t\t</event>\n"
+    )
