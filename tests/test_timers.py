@@ -244,6 +244,7 @@ def test_two_engines_on_postgres_fire_every_timer_exactly_once(runtime, database
 
 
 def test_failing_timer_retries_with_backoff_then_becomes_an_incident(runtime, database, clock, monkeypatch):
+    runtime.identity.bootstrap_admin()
     deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
     instance = start(runtime, "wait")
     runner = runtime.instances.runner
@@ -275,6 +276,8 @@ def test_failing_timer_retries_with_backoff_then_becomes_an_incident(runtime, da
     [incident] = rows(database, Incident, Incident.instance_id == instance.id)
     assert incident.kind == "timer" and incident.element_id == "wait_timer"
     assert "database went away" in incident.message
+    admin_hears = [n for n in notifications_of(runtime, "admin") if n.kind == "timer.incident"]
+    assert len(admin_hears) == 1 and admin_hears[0].instance_id == instance.id
     clock.advance(timedelta(days=1))
     assert runtime.timers.fire_due().fired == 0  # not lost: failed and visible, not retried forever
 

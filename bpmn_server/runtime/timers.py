@@ -45,7 +45,7 @@ from ..parser.spec import timer_due
 from ..parser.timer_text import TimerTextError, parse_timer
 from ..settings import Settings
 from ..store import Database
-from ..store.models import Incident, ProcessDefinition, ProcessInstance, Timer
+from ..store.models import Incident, ProcessDefinition, ProcessInstance, Timer, User
 from . import outbox
 
 log = logging.getLogger(__name__)
@@ -375,7 +375,7 @@ class TimerService:
                instance_id=row.instance_id, definition_key=definition.key if definition else None,
                definition_version=definition.version if definition else None, element_id=row.element_id,
                element_type="timer", data={"incident": "timer", "message": text})
-        recipients = [f"{outbox.GROUP_PREFIX}admins"]
+        recipients = list(session.scalars(select(User.username).where(User.is_admin.is_(True), User.active.is_(True))))
         if definition is not None and definition.owner:
             recipients.append(definition.owner)
         outbox.enqueue(session, outbox.TIMER_INCIDENT, recipients=recipients, payload=payload, now=now,
