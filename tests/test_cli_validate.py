@@ -97,6 +97,9 @@ def test_a_folder_reports_every_problem_of_every_file_at_once(tmp_path):
     assert {f["rule"] for f in by_file["a-broken.bpmn"]} == {"dangling-reference", "unreachable-node", "xsd"}
     assert by_file["b-clean.bpmn"] == []
     assert [(f["rule"], f["line"]) for f in by_file["c-hostile.bpmn"]] == [("hostile-xml", 2)]
+    text = run(str(tmp_path / "nested"), "--no-hints").output.splitlines()
+    assert text[0] == (f"{tmp_path / 'nested' / 'c-hostile.bpmn'}:2:1: error hostile-xml the file declares a DOCTYPE at "
+                       "line 2; DTDs, entities and external references are refused (XXE / entity-expansion protection)")
     assert [(f["rule"], f["line"], f["column"]) for f in by_file["d-not-xml.bpmn"]] == [("not-well-formed", 1, 1)]
     assert [(f["rule"], f["severity"]) for f in by_file["e-warnings.bpmn"]] == [("unreachable-node", "warning")]
     errors = sum(f["severity"] == "error" for findings in by_file.values() for f in findings)

@@ -54,6 +54,8 @@ def format_finding(finding: Finding, hints: bool = True) -> str:
         location += f":{finding.line}" + (f":{finding.column}" if finding.column else "")
     element = f" [{finding.element_id}]" if finding.element_id else ""
     message = " ".join(finding.message.split())
+    if finding.file and message.startswith(f"{finding.file} "):  # load errors name the file; it is in front
+        message = "the file " + message[len(finding.file) + 1:]
     text = f"{location}: {finding.severity} {finding.rule}{element} {message}"
     if hints and finding.hint:
         text += f"\n    hint: {' '.join(finding.hint.split())}"
