@@ -336,17 +336,54 @@ def test_new_version_moves_the_start_schedule_and_retiring_stops_it(runtime, dat
     assert row.definition_id == first.id
 
 
-def test_webhook_subscribers_receive_reminders(runtime, database, clock):
-    people(runtime)
-    runtime.outbox.create_subscription(ADMIN, "http://127.0.0.1:9/hook", ["task.reminder"])
-    deploy(runtime, timer_models.approval())
-    start(runtime, "approval")
-    clock.advance(timedelta(days=1))
-    runtime.timers.fire_due()
-    hooks = rows(database, Outbox, Outbox.channel == "webhook")
-    assert [h.event_type for h in hooks] == ["task.reminder"]
-    assert hooks[0].payload["task"] == "Approve refund"
+def test_reminders_reach_webhook_subscribers_signed_through_the_scheduler_pass(runtime, database, clock):
+    import hashlib
+    import hmac
+    import json
 
+    from .test_webhooks import Receiver
+
+    people(runtime)
+    receiver = Receiver()
+    try:
+        subscription = runtime.outbox.create_subscription(ADMIN, receiver.url, ["task.reminder", "task.escalated"])
+        deploy(runtime, timer_models.approval())
+        start(runtime, "approval")
+        scheduler = runtime.start_scheduler(paused=True)
+        try:
+            clock.advance(timedelta(days=1))
+            scheduler.run_pass()  # fires the reminder, then delivers its webhook in the same pass
+        finally:
+            runtime.stop_scheduler()
+        [(headers, body)] = receiver.requests
+        assert headers["X-Bpmn-Event"] == "task.reminder"
+        assert headers["X-Bpmn-Signature-256"] == "sha256=" + hmac.new(
+            subscription.secret.encode(), body, hashlib.sha256).hexdigest()
+        assert json.loads(body)["data"]["task"] == "Approve refund"
+        assert [h.status for h in rows(database, Outbox, Outbox.channel == "webhook")] == ["delivered"]
+    finally:
+        receiver.close()
+
+
+def test_a_failed_instance_notifies_its_starter_and_the_model_owner(runtime, database, clock):
+    from .models import definitions
+
+    people(runtime)
+    runtime.definitions.deploy(definitions("""
+  <bpmn:process id="fragile" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:scriptTask id="divide" name="Divide"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:script>ratio = 1 / 0</bpmn:script></bpmn:scriptTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="divide"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="divide" targetRef="end"/>
+  </bpmn:process>"""), "fragile.bpmn", "max")
+    instance = runtime.instances.start("fragile", principal=Principal("mia", frozenset(), False))
+    assert instance.status == "failed"
+    for username in ("mia", "max"):
+        [failed] = [n for n in notifications_of(runtime, username) if n.kind == "instance.failed"]
+        assert failed.instance_id == instance.id and failed.payload["element_id"] == "divide"
+    assert notifications_of(runtime, "lea") == []
 
 def test_scheduler_wake_up_job_follows_the_earliest_due_timer(runtime, database, clock):
     deploy(runtime, timer_models.intermediate_timer("slow", duration="PT1H"), "slow.bpmn")
