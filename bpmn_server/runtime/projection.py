@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 from ..audit import events
 from ..parser.spec import Assignment, parse_datetime_utc, timer_due
 from ..parser.timer_text import TimerTextError, parse_timer
-from ..store.models import HumanTask, MessageWait, TaskCandidateGroup, Timer
+from ..store.models import HumanTask, MessageWait, TaskCandidateGroup, Timer, new_id
 from .commands import Command, element_type, event_definition_of
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def create_human_task(command: Command, task: Any) -> HumanTask:
         if isinstance(field.get("default"), str) and "${" in field["default"]:
             field["default"] = evaluate.value(field["default"])
     row = HumanTask(
+        id=new_id(),
         instance_id=command.instance.id,
         spiff_task_id=str(task.id),
         element_id=spec.bpmn_id,
@@ -132,7 +133,6 @@ def create_human_task(command: Command, task: Any) -> HumanTask:
         created_at=command.now,
     )
     command.session.add(row)
-    command.session.flush()
     for group in groups:
         command.session.add(TaskCandidateGroup(task_id=row.id, group_name=group))
     base = _task_fields(row)
