@@ -177,3 +177,12 @@ def test_page_layout_is_accessible(signed_in):
     assert 'aria-current="page">Processes' in html
     login = signed_in.get("/processes/upload").get_data(as_text=True)
     assert '<label for="file">' in login and 'id="file"' in login
+
+
+def test_an_upload_over_the_size_limit_gets_a_page_saying_so(signed_in, app, services):
+    token = page_token(signed_in, "/processes/upload")
+    app.config["MAX_CONTENT_LENGTH"] = 2_000
+    response = _upload(signed_in, linear_process("big") + b" " * 5_000, "big.bpmn", token=token)
+    assert response.status_code == 413
+    assert response.mimetype == "text/html" and "Request Entity Too Large" in response.get_data(as_text=True)
+    assert services.definitions.list_definitions().total == 0

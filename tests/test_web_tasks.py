@@ -223,3 +223,29 @@ def test_notifications_list_new_tasks_and_are_marked_read(client, services):
                            follow_redirects=True)
     assert "1 notification marked read." in response.get_data(as_text=True)
     assert "Mark all" not in client.get("/notifications").get_data(as_text=True)
+
+
+HOSTILE_DOCS = definitions("""
+  <bpmn:process id="hostile" name="Hostile" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="work" name="Work" camunda:candidateGroups="clerks">
+      <bpmn:documentation textFormat="text/html"><![CDATA[<b>Do it</b><script>alert(1)</script><img src="x" onerror="alert(2)">]]></bpmn:documentation>
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="end"/>
+  </bpmn:process>""")
+
+
+def test_step_instructions_are_rendered_and_sanitized(client, services):
+    sign_in(client, "clerk", next_url="/tasks")
+    html = client.get(f"/tasks/{_review_task(services).id}").get_data(as_text=True)
+    assert "Enter the <strong>amount to refund</strong> in whole euros" in html  # Markdown rendered
+
+    services.definitions.deploy(HOSTILE_DOCS, "hostile.bpmn", "clerk")
+    services.instances.start("hostile", principal=services.identity.principal_for("clerk"))
+    task = services.tasks.list(services.identity.principal_for("clerk"), process_key="hostile").items[0]
+    html = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert "<b>Do it</b>" in html
+    assert "alert(1)" not in html and "onerror" not in html

@@ -49,9 +49,18 @@ def require_sign_in():
     return None
 
 
+def unread_notifications() -> int | None:
+    """How many unread notifications the signed-in user has (None before notifications exist)."""
+    outbox = getattr(services(), "outbox", None)
+    user = g.get("principal")
+    if outbox is None or user is None:
+        return None
+    return outbox.notifications(user, limit=1)[2]
+
+
 @bp.app_context_processor
 def _navigation() -> dict[str, Any]:
-    return {"has_service": has_service}
+    return {"has_service": has_service, "unread_notifications": unread_notifications}
 
 
 @bp.errorhandler(Unauthenticated)

@@ -11,6 +11,7 @@ from flask import flash, redirect, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from ..errors import BpmnServerError, Conflict, Forbidden, InvalidInput
+from ..sop.instructions import Instructions, documentation_of
 from .pages import bp, has_service, principal, render, services
 
 TABS = {"mine": "My tasks", "group": "Group tasks"}
@@ -63,20 +64,11 @@ def tasks():
         return redirect(url_for("web.tasks", tab=tab))
     keys = sorted({d.key for d in services().definitions.list_definitions(latest_only=True, limit=500).items})
     return render("tasks.html", tab=tab, tabs=TABS, counts=counts, page=page, filters=shown, process_keys=keys,
-                  now=services().clock.now(), notifications=_notifications(user, limit=5))
+                  now=services().clock.now())
 
 
 def _without_sort(filters: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in filters.items() if k != "sort"}
-
-
-def _notifications(user, *, limit: int):
-    """The user's latest notifications and unread count, once reminders/escalations exist."""
-    outbox = getattr(services(), "outbox", None)
-    if outbox is None:
-        return None
-    items, total, unread = outbox.notifications(user, limit=limit)
-    return {"items": items, "total": total, "unread": unread}
 
 
 # -- one task ---------------------------------------------------------------------------------------
@@ -103,7 +95,16 @@ def _task_page(task_id: str, *, values: dict[str, Any] | None = None, errors: di
         is_open=task.status in ("open", "claimed"),
         now=services().clock.now(),
         markers={task.element_id: "active"},
+        instructions=_instructions(task),
     )
+
+
+def _instructions(task) -> Instructions | None:
+    """The step's documentation from the model, rendered and sanitized as the SOP shows it."""
+    definitions = services().definitions
+    definition = definitions.get(task.process_key, task.process_version)
+    element = definitions.document_of(definition).element(task.element_id)
+    return documentation_of(element) if element is not None else None
 
 
 def _shown_default(field: dict[str, Any], variables: dict[str, Any]) -> Any:
