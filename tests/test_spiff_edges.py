@@ -268,3 +268,50 @@ def test_signal_end_event_throws_its_signal():
     workflow, ran = run(source, "sigend")
     assert ran == ["heard"]
     assert workflow.is_completed()
+
+
+def two_timer_gateway(first: str, second: str) -> bytes:
+    """An event-based gateway racing two timers: ``first`` leads to t_a/task a, ``second`` to t_b/task b."""
+    return definitions(f"""
+  <bpmn:process id="race" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="gw"/>
+    <bpmn:eventBasedGateway id="gw"><bpmn:incoming>f0</bpmn:incoming>
+      <bpmn:outgoing>fa</bpmn:outgoing><bpmn:outgoing>fb</bpmn:outgoing></bpmn:eventBasedGateway>
+    <bpmn:sequenceFlow id="fa" sourceRef="gw" targetRef="t_a"/>
+    <bpmn:sequenceFlow id="fb" sourceRef="gw" targetRef="t_b"/>
+    <bpmn:intermediateCatchEvent id="t_a" name="Wait"><bpmn:incoming>fa</bpmn:incoming><bpmn:outgoing>ga</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>{first}</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="t_b" name="Wait"><bpmn:incoming>fb</bpmn:incoming><bpmn:outgoing>gb</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>{second}</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="ga" sourceRef="t_a" targetRef="a"/>
+    <bpmn:sequenceFlow id="gb" sourceRef="t_b" targetRef="b"/>
+    {script("a", ["ga"], ["ea"])}
+    {script("b", ["gb"], ["eb"])}
+    <bpmn:sequenceFlow id="ea" sourceRef="a" targetRef="end_a"/>
+    <bpmn:sequenceFlow id="eb" sourceRef="b" targetRef="end_b"/>
+    <bpmn:endEvent id="end_a"><bpmn:incoming>ea</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end_b"><bpmn:incoming>eb</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+
+
+@pytest.mark.parametrize(("first", "second", "winner"), [("PT5M", "PT1H", "a"), ("PT1H", "PT5M", "b")])
+def test_event_based_gateway_with_two_timers_takes_the_earlier_one(services, clock, first, second, winner):
+    from datetime import timedelta
+
+    from bpmn_server.identity.principal import system_principal
+
+    services.definitions.deploy(two_timer_gateway(first, second), "race.bpmn", "admin")
+    started = services.instances.start("race", principal=system_principal("tester"))
+    assert services.timers.next_due_at() == clock.now() + timedelta(minutes=5)
+    clock.advance(timedelta(minutes=5))
+    services.timers.fire_due()
+    info = services.instances.get(started.id)
+    ran = [e["element_id"] for e in services.instances.history(started.id)
+           if e["event_type"] == "element-completed" and e["element_type"] == "scriptTask"]
+    assert info.status == "completed" and ran == [winner]
+    clock.advance(timedelta(hours=2))
+    services.timers.fire_due()
+    assert services.instances.get(started.id).status == "completed"

@@ -185,35 +185,61 @@ def parse_datetime_utc(value: Any) -> datetime:
     return parse_date_time(str(value))
 
 
-class ServerTimeDate(TimeDateEventDefinition):
+EVENT_VALUE_PREFIX = "event_value:"
+
+
+def _timer_keys(definition, my_task) -> tuple[str, str]:
+    """Internal-data keys of a timer: Spiff's own for a timer event, one pair per timer when the timer
+    is one of several events of an event-based gateway (they share the gateway's task, and with
+    Spiff's keys the second timer read the first one's due time and took the wrong branch)."""
+    if getattr(my_task.task_spec, "event_definition", None) is definition:
+        return "event_value", "event_fired"
+    key = getattr(definition, "element_id", None) or definition.name
+    return f"{EVENT_VALUE_PREFIX}{key}", f"event_fired:{key}"
+
+
+def _single_timer_fired(definition, my_task, kind: str) -> bool:
+    value_key, fired_key = _timer_keys(definition, my_task)
+    event_value = my_task.internal_data.get(value_key)
+    if event_value is None:
+        now = now_of(my_task.workflow)
+        event_value = resolve_timer(my_task, definition.expression, kind).next_due(now).isoformat()
+        my_task.internal_data[value_key] = event_value
+    if parse_datetime_utc(event_value) <= now_of(my_task.workflow):
+        my_task.internal_data[fired_key] = True
+    return my_task.internal_data.get(fired_key, False)
+
+
+class ElementTimerMixin:
+    """A timer definition that knows its catch event: two timers of one event-based gateway (often
+    both named "Wait") stay distinct, so the gateway takes the branch of the timer that fired."""
+
+    def __init__(self, *args, element_id: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.element_id = element_id
+
+    def __eq__(self, other):
+        return super().__eq__(other) and getattr(other, "element_id", None) == self.element_id
+
+    def __hash__(self):
+        return hash((type(self).__name__, self.name, self.element_id))
+
+
+class ServerTimeDate(ElementTimerMixin, TimeDateEventDefinition):
     """A timer at a date: ISO literal or expression; dates without offset are UTC, never local time."""
 
     def has_fired(self, my_task):
-        event_value = my_task._get_internal_data("event_value")
-        if event_value is None:
-            now = now_of(my_task.workflow)
-            event_value = resolve_timer(my_task, self.expression, "timeDate").next_due(now).isoformat()
-            my_task._set_internal_data(event_value=event_value)
-        if parse_datetime_utc(event_value) <= now_of(my_task.workflow):
-            my_task._set_internal_data(event_fired=True)
-        return my_task._get_internal_data("event_fired", False)
+        return _single_timer_fired(self, my_task, "timeDate")
 
 
-class ServerDuration(DurationTimerEventDefinition):
+class ServerDuration(ElementTimerMixin, DurationTimerEventDefinition):
     """A timer after a duration, counted from the moment the event is reached, on the engine clock."""
 
     def has_fired(self, my_task):
-        event_value = my_task._get_internal_data("event_value")
-        if event_value is None:
-            now = now_of(my_task.workflow)
-            event_value = resolve_timer(my_task, self.expression, "timeDuration").next_due(now).isoformat()
-            my_task._set_internal_data(event_value=event_value)
-        if parse_datetime_utc(event_value) <= now_of(my_task.workflow):
-            my_task._set_internal_data(event_fired=True)
-        return my_task._get_internal_data("event_fired", False)
+        return _single_timer_fired(self, my_task, "timeDuration")
 
 
-class ServerCycle(CycleTimerEventDefinition):
+class ServerCycle(ElementTimerMixin, CycleTimerEventDefinition):
     """A repeating timer (``R3/PT1H``, ``R/2026-01-01T09:00Z/P1D``, cron) on the engine clock.
 
     Its internal ``event_value`` is ``{"text", "started", "fired", "next"}``; ``next`` is None once
@@ -263,13 +289,29 @@ def _literal_of(spec: TimerSpec) -> str:
     return text
 
 
+def serializer_config() -> dict[type, type]:
+    """Serializer converters for the server's own event definitions (a fired timer of an event-based
+    gateway is kept in the task's internal data, which is stored with the instance)."""
+    from SpiffWorkflow.bpmn.serializer.default.event_definition import (
+        TimerConditionalEventDefinitionConverter,
+    )
+
+    class ServerTimerConverter(TimerConditionalEventDefinitionConverter):
+        def to_dict(self, event_definition):
+            return {**super().to_dict(event_definition), "element_id": event_definition.element_id}
+
+    return {cls: ServerTimerConverter for cls in (ServerTimeDate, ServerDuration, ServerCycle)}
+
+
 def timer_due(my_task) -> datetime | None:
     """When a waiting timer task is due, from the value kept in its internal data (None: not armed)."""
     event_value = my_task.internal_data.get("event_value")
     if isinstance(event_value, dict):
         event_value = event_value.get("next")
-    if event_value is None:
-        return None
+    if event_value is None:  # the timers of an event-based gateway: the earliest one
+        dues = [parse_datetime_utc(v) for k, v in my_task.internal_data.items()
+                if k.startswith(EVENT_VALUE_PREFIX) and isinstance(v, str)]
+        return min(dues) if dues else None
     return parse_datetime_utc(event_value)
 
 
@@ -288,7 +330,7 @@ class TimerTextParserMixin:
                     read_timer_text(text, tag)
                 except TimerTextError as err:
                     self.raise_validation_exception(f"timer {tag}: {err}")
-                return cls(name, text, description=description)
+                return cls(name, text, description=description, element_id=self.node.get("id"))
         self.raise_validation_exception("the timer has no timeDate, timeDuration or timeCycle")
 
 

@@ -18,7 +18,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 
 from ..clock import Clock
 from ..errors import NotExecutable
-from ..parser.spec import ProcessSpecs, build_specs
+from ..parser.spec import ProcessSpecs, build_specs, serializer_config
 from ..settings import Settings
 from ..store.models import ProcessDefinition
 
@@ -57,6 +57,7 @@ def _uuid(value):
 def _serializer() -> BpmnWorkflowSerializer:
     config = dict(DEFAULT_CONFIG)
     config[BpmnWorkflow] = SpeclessWorkflowConverter
+    config.update(serializer_config())
     return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(config))
 
 

@@ -220,7 +220,9 @@ def waiting_timers(workflow) -> dict[str, Any]:
     """The WAITING timer catch events of a workflow (sub-processes included), by Spiff task id."""
     found = {}
     for task in workflow.get_tasks(state=TaskState.WAITING):
-        if isinstance(event_definition_of(task.task_spec), TimerEventDefinition):
+        definition = event_definition_of(task.task_spec)
+        inner = getattr(definition, "event_definitions", None) or []  # an event-based gateway's events
+        if isinstance(definition, TimerEventDefinition) or any(isinstance(d, TimerEventDefinition) for d in inner):
             found[str(task.id)] = task
     return found
 
