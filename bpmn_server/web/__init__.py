@@ -13,14 +13,12 @@ from . import security
 
 def init_app(app: Flask) -> None:
     """Register the page blueprints, the session/CSRF security and the HTML 404 page."""
-    from . import auth_pages, instance_pages, modeler_pages, pages, process_pages, task_pages  # noqa: F401
+    from . import auth_pages, instance_pages, modeler_pages, pages, process_pages, sop_pages, task_pages  # noqa: F401
 
     security.init_app(app)
     _static_files(app)
-    app.register_blueprint(pages.bp)
-    sop = _sop_pages()
-    if sop is not None:
-        app.register_blueprint(sop.bp)
+    for blueprint in (pages.bp, sop_pages.bp):
+        app.register_blueprint(blueprint)
     _html_not_found(app)
 
 
@@ -30,18 +28,6 @@ def _static_files(app: Flask) -> None:
     if "static" not in app.view_functions:
         app.add_url_rule(f"{app.static_url_path}/<path:filename>", endpoint="static",
                          view_func=app.send_static_file)
-
-
-def _sop_pages():
-    """The SOP handbook pages (web/sop_pages.py), which land separately."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"{__name__}.sop_pages")
-    except ModuleNotFoundError as error:
-        if error.name != f"{__name__}.sop_pages":
-            raise
-        return None
 
 
 def _html_not_found(app: Flask) -> None:
