@@ -511,3 +511,20 @@ def test_event_based_gateway_races_a_message_against_a_timer(runtime, database, 
     assert ("answered" in ended) == answer_first and ("timed_out" in ended) != answer_first
     assert {t.status for t in rows(database, Timer, Timer.instance_id == instance.id)} == (
         {"cancelled"} if answer_first else {"fired"})
+
+
+def test_a_timer_held_by_another_worker_is_not_due_before_its_lease_ends(runtime, database, clock):
+    from bpmn_server.runtime.timers import LEASE, TimerService
+
+    deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
+    instance = start(runtime, "wait")
+    clock.advance(timedelta(minutes=1))
+    other = TimerService(database, clock, runtime.settings, instances=lambda: runtime.instances,
+                         definitions=runtime.definitions, owner="other-node")
+    [claim] = other._claim(clock.now(), 10)  # the other worker took it and then died
+    assert runtime.timers.next_due_at() == clock.now() + LEASE  # the wake-up does not spin meanwhile
+    assert runtime.timers.fire_due().fired == 0
+    clock.advance(LEASE)
+    assert runtime.timers.fire_due().fired == 1
+    assert status_of(database, instance.id) == "completed"
+    assert claim.instance_id == instance.id

@@ -6,6 +6,8 @@ the ``timer`` and ``outbox`` tables do. It keeps two jobs:
   waiting timer or a pending webhook due earlier moves it forward (a cheap SQLAlchemy
   ``after_commit`` hook, no query).
   A deploy or retire wakes it at once, so a new version's timer start events are scheduled.
+* **watch**: every second, one indexed query for the earliest due time, so timers written by *other*
+  processes (web servers next to a ``bpmn-server worker``, other nodes) also get a wake-up on time.
 * **sweep**: every ``timer_sweep_seconds`` (and at once on start-up), the same pass — it catches up
   everything that fell due while the server was down, start timers of new deployments, and timers
   written by other server processes sharing the database.
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 WAKE_JOB = "bpmn-server-wake"
 SWEEP_JOB = "bpmn-server-sweep"
+WATCH_JOB = "bpmn-server-watch"
+WATCH_SECONDS = 1.0  # how often the earliest due time is read (one indexed query): other processes' timers
 _PENDING_KEY = "bpmn_server.earliest_due"
 
 
@@ -55,6 +59,7 @@ class TimerScheduler:
         """Start the jobs: a sweep at once (catch-up after downtime), then periodically."""
         self.scheduler.add_job(self.run_pass, "interval", seconds=self.sweep_seconds, id=SWEEP_JOB,
                                next_run_time=datetime.now(UTC), replace_existing=True)
+        self.scheduler.add_job(self.watch, "interval", seconds=WATCH_SECONDS, id=WATCH_JOB, replace_existing=True)
         self._listen()
         self.scheduler.start(paused=paused)
 
@@ -99,6 +104,18 @@ class TimerScheduler:
         due = min((c for c in candidates if c is not None), default=None)
         with self._wake_lock:
             self._wake_at = None
+        if due is not None:
+            self.wake(due)
+
+    def watch(self) -> None:
+        """Aim the wake-up at timers and webhooks other processes wrote (web servers, other workers):
+        reading the earliest due time is one indexed query, firing waits for the wake-up job."""
+        try:
+            candidates = [self.timers.next_due_at(), self.outbox.next_delivery_at()]
+        except Exception:  # noqa: BLE001 - a database hiccup: the sweep catches up
+            log.debug("scheduler: watch failed", exc_info=True)
+            return
+        due = min((c for c in candidates if c is not None), default=None)
         if due is not None:
             self.wake(due)
 

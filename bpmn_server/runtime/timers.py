@@ -166,11 +166,15 @@ class TimerService:
             return [_info(row) for row in rows]
 
     def next_due_at(self) -> datetime | None:
-        """The earliest moment a waiting timer is due or may be retried (what the scheduler wakes up for)."""
+        """The earliest moment a waiting timer may be taken: due, retry after backoff, or lease ended
+        (what the scheduler wakes up for; a row another process holds is not due before its lease ends)."""
+        now = self.clock.now()
         with self.database.read() as session:
-            due = session.scalar(select(func.min(func.coalesce(Timer.next_attempt_at, Timer.due_at)))
-                                 .where(Timer.status == WAITING))
-            return due
+            free = session.scalar(select(func.min(func.coalesce(Timer.next_attempt_at, Timer.due_at))).where(
+                Timer.status == WAITING, or_(Timer.lock_until.is_(None), Timer.lock_until <= now)))
+            held = session.scalar(select(func.min(Timer.lock_until)).where(
+                Timer.status == WAITING, Timer.lock_until > now))
+            return min((d for d in (free, held) if d is not None), default=None)
 
     def list_timers(self, principal: Principal, *, status: str | None = None, instance_id: str | None = None,
                     kind: str | None = None, offset: int = 0, limit: int = 50) -> tuple[list[TimerInfo], int]:
