@@ -101,6 +101,13 @@ def test_owner_edits_a_task_name_in_the_modeler_and_saves_version_2(page, servic
     page.locator('#modeler-canvas .djs-shape[data-element-id="start"]').click()  # leave the label editor
     page.wait_for_selector("#save-state.dirty")
 
+    # leaving with unsaved changes asks first; staying keeps the edit
+    dialogs: list[str] = []
+    page.once("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.get_by_role("link", name="Version page").click()
+    assert dialogs == ["beforeunload"]
+    assert page.url.endswith("/modeler?key=drawn&version=1")
+
     page.get_by_role("button", name="Save as new version").click()
     page.wait_for_selector("#save-state:has-text('Saved as drawn v2')")
     saved = services.definitions.get("drawn", 2)

@@ -146,8 +146,8 @@ def _security_headers(response):
     response.headers.setdefault("X-Frame-Options", "DENY")
     if response.mimetype == "text/html" and not request.path.startswith("/api/docs"):
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    if session.get("username"):
-        response.headers.setdefault("Cache-Control", "no-store")
+    if session.get("username") and not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")  # pages of a signed-in user: never cached
     return response
 
 
