@@ -277,10 +277,13 @@ class CommandRunner:
         command.thrown = [e for e in workflow.get_events()
                           if isinstance(e.event_definition, MessageEventDefinition | SignalEventDefinition)]
         instance.state = self.engine.dump(workflow)
+        # the instance row first (its row-version check, and the row the projections refer to), then
+        # the projections without intermediate flushes, then one flush before the audit head is locked
+        command.session.flush()
         reconcile(command)
         for listener in self.listeners:
             listener(command)
-        command.session.flush()  # the row-version check happens here, before the audit head is locked
+        command.session.flush()
         for event in command.events:
             event_type = event.pop("event_type")
             record(command.session, event_type, **event)

@@ -37,9 +37,10 @@ DEFAULT_PRIORITY = 50
 
 def reconcile(command: Command) -> None:
     """Bring the human_task, timer and message_wait rows of the instance in line with its workflow."""
-    reconcile_human_tasks(command)
-    reconcile_timers(command)
-    reconcile_message_waits(command)
+    with command.session.no_autoflush:  # one flush at the end of the command, not one per query
+        reconcile_human_tasks(command)
+        reconcile_timers(command)
+        reconcile_message_waits(command)
 
 
 # -- human tasks ---------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ def reconcile_human_tasks(command: Command) -> None:
     ).all()
     known = {row.spiff_task_id for row in rows}
     for row in rows:
-        if row.spiff_task_id in ready:
+        if row.spiff_task_id in ready or row.status not in OPEN_STATUSES:  # (completed by this command)
             continue
         task = _task_or_none(workflow, row.spiff_task_id)
         if task is not None and task.state == TaskState.COMPLETED:
@@ -237,6 +238,8 @@ def reconcile_timers(command: Command) -> None:
     ).all()
     by_task = {row.spiff_task_id: row for row in rows}
     for row in rows:
+        if row.status not in ("waiting", "suspended"):  # settled by the action of this command
+            continue
         task = waiting.get(row.spiff_task_id)
         if task is None:
             gone = _task_or_none(command.workflow, row.spiff_task_id)
