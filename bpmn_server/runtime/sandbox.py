@@ -149,6 +149,15 @@ class _SandboxPolicy(RestrictingNodeTransformer):
         node.conversion = -1
         return node
 
+    def visit_Dict(self, node):
+        node = self.node_contents_visit(node)
+        for index, key in enumerate(node.keys):
+            if key is None:  # ``{**mapping}`` copies the mapping: charge it
+                call = ast.Call(func=ast.Name("_mapping_", ast.Load()), args=[node.values[index]], keywords=[])
+                copy_locations(call, node.values[index])
+                node.values[index] = call
+        return node
+
     def visit_Starred(self, node):
         node = self.node_contents_visit(node)
         if isinstance(node.ctx, ast.Load):
@@ -159,8 +168,9 @@ class _SandboxPolicy(RestrictingNodeTransformer):
 
 
 def _tick_statement(node: ast.AST) -> ast.stmt:
+    """``_tick_()`` placed (and numbered) like the first statement of a loop or function body."""
     statement = ast.Expr(ast.Call(func=ast.Name("_tick_", ast.Load()), args=[], keywords=[]))
-    copy_locations(statement, node)
+    copy_locations(statement, node.body[0] if getattr(node, "body", None) else node)
     return ast.fix_missing_locations(statement)
 
 
@@ -176,11 +186,16 @@ _SIZED = (list, tuple, set, frozenset, dict, str, bytes, range, *_VIEWS)
 _SUBSCRIPTABLE = (str, bytes, list, tuple, dict, range)
 _CLASS_ATTR_TYPES = frozenset({str, int, float, bool, list, dict, set, frozenset, tuple, bytes,
                                _dt.datetime, _dt.date, _dt.time, _dt.timedelta, _dt.timezone})
+# the only attributes of the classes themselves (``datetime.fromisoformat``): unbound methods such as
+# ``str.join`` would skip the size guards that bound methods get
+_CLASS_ATTRIBUTES = frozenset({"fromisoformat", "strptime", "combine", "fromtimestamp", "now", "today",
+                               "fromordinal", "min", "max", "resolution", "utc"})
 # attributes that reach interpreter internals, format objects by attribute path, or allocate unchecked
 _DENIED_ATTRIBUTES = frozenset({"format", "format_map", "mro", "translate", "maketrans", "to_bytes"})
 _DENIED_PREFIXES = ("_", "gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_", "im_")
 _CHARGE_BYTES = 8  # one budget unit ≈ one reference; text is charged per 8 characters
 _MAX_ZIP = 32
+_MAX_ROUND_DIGITS = 1000
 
 _CURRENT: ContextVar[_Guards | None] = ContextVar("bpmn_server_sandbox_run", default=None)
 
@@ -228,6 +243,7 @@ class Budget:
         if self.allocated > self._max_units:
             self.exceeded = self.exceeded or (
                 f"the script built more than {self.limits.max_alloc_bytes // (1024 * 1024)} MiB of values")
+            self._next_check = 0
             raise ScriptLimitExceeded(self.exceeded)
         self.tick()
 
@@ -238,6 +254,7 @@ class Budget:
             if time.thread_time() > self._deadline:
                 self.exceeded = f"the script used more than {self.limits.cpu_seconds:g} s of CPU time"
         if self.exceeded is not None:
+            self._next_check = 0  # from now on every tick raises, so a bare ``except:`` cannot go on
             raise ScriptLimitExceeded(self.exceeded)
 
 
@@ -384,13 +401,15 @@ class _Guards:
                 return obj.args
             raise _Refused(f"access to the attribute {name!r} of an exception is not allowed")
         if isinstance(obj, type):
-            if obj not in _CLASS_ATTR_TYPES:
-                raise _Refused(f"access to attributes of {obj.__name__} is not allowed")
+            if obj not in _CLASS_ATTR_TYPES or name not in _CLASS_ATTRIBUTES:
+                raise _Refused(f"access to {obj.__name__}.{name} is not allowed")
         elif not isinstance(obj, _ATTR_TYPES):
             raise _Refused(f"access to attributes of a {type(obj).__name__} object is not allowed")
         try:
             value = getattr(obj, name)
         except AttributeError:
+            if isinstance(obj, dict) and name in obj:
+                return obj[name]  # JUEL/Camunda ``${order.amount}`` on a map reads the key
             if default is not _Refused:
                 return default
             raise
@@ -445,7 +464,13 @@ class _Guards:
     def write(self, obj: Any) -> Any:
         if isinstance(obj, _WRITABLE):
             return obj
-        raise _Refused(f"changing a {type(obj).__name__} object is not allowed")
+        what = repr(obj) if isinstance(obj, _Namespace) else f"a {type(obj).__name__} object"
+        raise _Refused(f"changing {what} is not allowed")
+
+    def mapping(self, obj: Any) -> Any:
+        if isinstance(obj, dict):
+            self.check_length(len(obj), "dict")
+        return obj
 
     def getiter(self, obj: Any) -> Iterable:
         if isinstance(obj, range):
@@ -466,7 +491,15 @@ class _Guards:
         return self.getiter(values)
 
     def apply(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
+        self.budget.charge(len(args) + len(kwargs))
         return function(*args, **kwargs)
+
+    def round(self, number: Any, ndigits: Any = None) -> Any:
+        if ndigits is None:
+            return round(number)
+        if isinstance(ndigits, int) and abs(ndigits) > _MAX_ROUND_DIGITS:
+            raise ScriptLimitExceeded(f"round() to more than {_MAX_ROUND_DIGITS} digits is not allowed")
+        return round(number, ndigits)
 
     # -- builtins with limits
     def range(self, *args: int) -> range:
@@ -522,6 +555,29 @@ def _sized_join(guards: _Guards, sep: Any, method: Callable) -> Callable:
     return join
 
 
+def _sized_split(guards: _Guards, text: Any, method: Callable) -> Callable:
+    def split(sep: Any = None, maxsplit: int = -1) -> Any:
+        parts = text.count(sep) + 1 if sep else len(text) // 2 + 1
+        if maxsplit >= 0:
+            parts = min(parts, maxsplit + 1)
+        guards.check_length(parts, "list")
+        return method(sep, maxsplit)
+
+    return split
+
+
+_LINE_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _sized_splitlines(guards: _Guards, text: Any, method: Callable) -> Callable:
+    def splitlines(keepends: bool = False) -> Any:
+        breaks = _LINE_BREAKS if isinstance(text, str) else (b"\n", b"\r")
+        guards.check_length(sum(text.count(b) for b in breaks) + 1, "list")
+        return method(keepends)
+
+    return splitlines
+
+
 def _sized_replace(guards: _Guards, text: Any, method: Callable) -> Callable:
     def replace(old: Any, new: Any, count: int = -1) -> Any:
         occurrences = text.count(old) if old else len(text) + 1
@@ -551,7 +607,8 @@ def _sized_expandtabs(guards: _Guards, text: Any, method: Callable) -> Callable:
 
 
 _SIZED_STR_METHODS = {"join": _sized_join, "replace": _sized_replace, "ljust": _sized_pad, "rjust": _sized_pad,
-                      "center": _sized_pad, "zfill": _sized_pad, "expandtabs": _sized_expandtabs}
+                      "center": _sized_pad, "zfill": _sized_pad, "expandtabs": _sized_expandtabs,
+                      "split": _sized_split, "rsplit": _sized_split, "splitlines": _sized_splitlines}
 
 
 # --------------------------------------------------------------------------- builtins
@@ -595,6 +652,7 @@ def _guarded_type(real: type, construct: Callable[..., Any]) -> type:
 
 def _copying(real: type) -> Callable[..., Any]:
     def construct(guards: _Guards, *args: Any, **kwargs: Any) -> Any:
+        guards.budget.charge(len(kwargs))
         if args:
             args = (guards.sized_input(args[0]), *args[1:])
         return real(*args, **kwargs)
@@ -624,7 +682,7 @@ _PLAIN_BUILTINS: dict[str, Any] = {
     "abs": abs, "all": all, "any": any, "bool": bool, "chr": chr, "divmod": divmod,
     "enumerate": enumerate, "filter": filter, "float": float, "int": int,
     "isinstance": isinstance, "len": len, "map": map, "max": max, "min": min, "ord": ord,
-    "reversed": reversed, "round": round, "sorted": _sorted,
+    "reversed": reversed, "sorted": _sorted,
     "Exception": Exception, "ValueError": ValueError, "TypeError": TypeError, "KeyError": KeyError,
     "IndexError": IndexError, "LookupError": LookupError, "ArithmeticError": ArithmeticError,
     "ZeroDivisionError": ZeroDivisionError, "AssertionError": AssertionError, "RuntimeError": RuntimeError,
@@ -784,13 +842,14 @@ class Sandbox:
         guards = _Guards(self.limits, budget)
         builtins = dict(_PLAIN_BUILTINS)
         builtins.update(range=guards.range, sum=guards.sum, pow=guards.power, format=guards.format,
-                        getattr=guards.getattr, hasattr=guards.hasattr, repr=guards.repr, zip=guards.zip)
+                        getattr=guards.getattr, hasattr=guards.hasattr, repr=guards.repr, zip=guards.zip,
+                        round=guards.round)
         scope: dict[str, Any] = {
             "__builtins__": builtins, "__name__": "script",
             "_getattr_": guards.getattr, "_getitem_": guards.getitem, "_getiter_": guards.getiter,
             "_write_": guards.write, "_apply_": guards.apply, "_inplacevar_": guards.inplacevar,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
-            "_binop_": guards.binop, "_format_": guards.format, "_tick_": budget.tick,
+            "_binop_": guards.binop, "_format_": guards.format, "_mapping_": guards.mapping, "_tick_": budget.tick,
             "_print_": lambda _getattr=None: _Printer(guards),
         }
         scope.update(self._names)
