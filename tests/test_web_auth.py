@@ -117,14 +117,21 @@ def test_session_cookie_is_secure_when_configured(services, people):
     assert "Secure" in response.headers["Set-Cookie"]
 
 
-def test_repeated_failed_sign_ins_are_throttled(client, people, clock):
+def test_repeated_failed_sign_ins_are_throttled(client, app, people, clock):
     for _ in range(5):
         assert sign_in(client, "clerk", "guess").status_code == 401
     blocked = sign_in(client, "clerk")  # even the right password waits now
     assert blocked.status_code == 429
     assert "Too many failed sign-ins" in blocked.get_data(as_text=True)
+    assert sign_in(app.test_client(), "manager").status_code == 302  # others on the same address still sign in
     clock.advance(timedelta(minutes=6))
     assert sign_in(client, "clerk").status_code == 302
+
+
+def test_many_failures_from_one_address_block_it(client, people):
+    for attempt in range(20):
+        assert sign_in(client, f"guess{attempt}", "guess").status_code == 401
+    assert sign_in(client, "clerk").status_code == 429
 
 
 def test_pages_carry_security_headers(client, people):

@@ -103,16 +103,18 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed sign-ins per username and per client address in ``window``."""
+    """Failed sign-ins are limited per username (``per_user``) and per client address (``per_address``,
+    higher, since many people may share an address behind a proxy) within ``window``."""
 
-    def __init__(self, limit: int = 5, window: timedelta = timedelta(minutes=5)) -> None:
-        self.limit = limit
+    def __init__(self, per_user: int = 5, per_address: int = 20, window: timedelta = timedelta(minutes=5)) -> None:
+        self.limits = {"user": per_user, "addr": per_address}
         self.window = window
-        self._failures: dict[str, deque[datetime]] = defaultdict(deque)
+        self._failures: dict[tuple[str, str], deque[datetime]] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def _keys(self, username: str, address: str) -> tuple[str, str]:
-        return f"user:{username.lower()}", f"addr:{address}"
+    @staticmethod
+    def _keys(username: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        return ("user", username.lower()), ("addr", address)
 
     def retry_after(self, username: str, address: str, now: datetime) -> int:
         """Seconds until another attempt is allowed (0: allowed now)."""
@@ -124,8 +126,10 @@ class LoginThrottle:
                     continue
                 while failures and failures[0] <= now - self.window:
                     failures.popleft()
-                if len(failures) >= self.limit:
+                if len(failures) >= self.limits[key[0]]:
                     wait = max(wait, int((failures[0] + self.window - now).total_seconds()) + 1)
+                if not failures:
+                    del self._failures[key]
         return wait
 
     def failed(self, username: str, address: str, now: datetime) -> None:
@@ -134,9 +138,9 @@ class LoginThrottle:
                 self._failures[key].append(now)
 
     def succeeded(self, username: str, address: str) -> None:
+        """A correct password clears the user's count (not the address's: others may be guessing there)."""
         with self._lock:
-            for key in self._keys(username, address):
-                self._failures.pop(key, None)
+            self._failures.pop(("user", username.lower()), None)
 
 
 def _security_headers(response):
