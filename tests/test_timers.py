@@ -497,7 +497,7 @@ def test_killed_worker_loses_no_timer_and_fires_none_twice(runtime, database, cl
     assert statuses == {"fired"}
 
 
-@pytest.mark.parametrize("answer_first", [False])
+@pytest.mark.parametrize("answer_first", [True, False])
 def test_event_based_gateway_races_a_message_against_a_timer(runtime, database, clock, answer_first):
     deploy(runtime, timer_models.message_or_timeout(timeout="PT1H"))
     instance = start(runtime, "race", business_key="T-1")
