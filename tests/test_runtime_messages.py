@@ -101,3 +101,50 @@ def test_message_thrown_by_one_instance_reaches_another(services):
     reached = services.instances.get(order.id)
     assert reached.status == "running" and reached.variables["paid"] == 99
     assert services.instances.get(other.id).status == "waiting"
+
+
+EVENT_GATEWAY = definitions("""
+  <bpmn:message id="m_go" name="Go ahead"/>
+  <bpmn:process id="race" isExecutable="true">
+    <bpmn:startEvent id="s"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:eventBasedGateway id="which_first"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:outgoing>f3</bpmn:outgoing></bpmn:eventBasedGateway>
+    <bpmn:intermediateCatchEvent id="go"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="m_go"/></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="too_late"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="went"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="timed_out"><bpmn:incoming>f5</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="which_first"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="which_first" targetRef="go"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="which_first" targetRef="too_late"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="go" targetRef="went"/>
+    <bpmn:sequenceFlow id="f5" sourceRef="too_late" targetRef="timed_out"/>
+  </bpmn:process>""")
+
+
+def test_message_on_an_event_based_gateway_wins_over_its_timer(services, clock):
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from bpmn_server.store.models import MessageWait, Timer
+
+    services.definitions.deploy(EVENT_GATEWAY, "race.bpmn", "admin")
+    messaged = services.instances.start("race", principal=CLERK, business_key="R-1")
+    timed = services.instances.start("race", principal=CLERK, business_key="R-2")
+    with services.database.read() as session:
+        assert {w.message_name for w in session.scalars(select(MessageWait))} == {"Go ahead"}
+        assert len(session.scalars(select(Timer).where(Timer.status == "waiting")).all()) == 2
+    services.messages.correlate("Go ahead", principal=ADMIN, business_key="R-1")
+    services.instances.apply(timed.id, lambda workflow: None, actor="system:timer",
+                             now=clock.now() + timedelta(hours=1))
+    went = [(e["event_type"], e["element_id"]) for e in services.instances.history(messaged.id)]
+    late = [(e["event_type"], e["element_id"]) for e in services.instances.history(timed.id)]
+    assert ("element-completed", "went") in went and ("element-completed", "timed_out") not in went
+    assert ("element-completed", "timed_out") in late and ("element-completed", "went") not in late
+    assert services.instances.get(messaged.id).status == services.instances.get(timed.id).status == "completed"
+    with services.database.read() as session:
+        assert session.scalars(select(MessageWait)).all() == []
+        assert {t.status for t in session.scalars(select(Timer))} == {"cancelled", "fired"}

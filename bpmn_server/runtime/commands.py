@@ -98,6 +98,14 @@ def event_definition_of(task_spec: Any):
     return getattr(task_spec, "event_definition", None)
 
 
+def caught_definitions(task_spec: Any) -> list:
+    """The event definitions a catching task waits for (an event-based gateway waits for several)."""
+    definition = event_definition_of(task_spec)
+    if definition is None:
+        return []
+    return list(getattr(definition, "event_definitions", None) or [definition])
+
+
 def is_external_catch(task_spec: Any) -> bool:
     """Catch events whose completion is recorded as timer-fired / message- or signal-received."""
     definition = event_definition_of(task_spec)

@@ -24,7 +24,7 @@ from ..audit import events
 from ..errors import BpmnServerError, Conflict, InvalidInput, NotFound
 from ..identity.principal import Principal
 from ..store.models import MessageWait, ProcessDefinition, ProcessInstance
-from .commands import Command, event_definition_of
+from .commands import Command, caught_definitions, event_definition_of
 from .instances import InstanceService, check_variables
 from .views import CorrelationResult
 
@@ -163,7 +163,7 @@ class MessageService:
         def action(command: Command) -> bool:
             event_definition = MessageEventDefinition(name) if kind == MESSAGE else SignalEventDefinition(name)
             waiting = [t for t in command.workflow.get_tasks(state=TaskState.WAITING)
-                       if event_definition_of(t.task_spec) == event_definition]
+                       if event_definition in caught_definitions(t.task_spec)]
             if not waiting:
                 if required:
                     raise Conflict(f"process instance {instance_id} no longer waits for {kind} '{name}'")

@@ -23,7 +23,7 @@ from ..audit import events
 from ..parser.spec import Assignment, parse_datetime_utc, timer_due
 from ..parser.timer_text import TimerTextError, parse_timer
 from ..store.models import HumanTask, MessageWait, TaskCandidateGroup, Timer, new_id
-from .commands import Command, element_type, event_definition_of
+from .commands import Command, caught_definitions, element_type, event_definition_of
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def reconcile_timers(command: Command) -> None:
         task = waiting.get(row.spiff_task_id)
         if task is None:
             gone = _task_or_none(command.workflow, row.spiff_task_id)
-            if gone is not None and gone.state == TaskState.COMPLETED:
+            if gone is not None and gone.state == TaskState.COMPLETED and _timer_fired(gone, command.now):
                 row.status = "fired"
                 row.fired_at = command.now
                 row.fire_count += 1
@@ -290,6 +290,15 @@ def reconcile_timers(command: Command) -> None:
         ))
 
 
+def _timer_fired(task: Any, now: datetime) -> bool:
+    """Whether a finished timer task finished because its timer fired: always for a timer event; for
+    an event-based gateway only if its timer was due (otherwise another of its events came first)."""
+    if isinstance(event_definition_of(task.task_spec), TimerEventDefinition):
+        return True
+    due = timer_due(task)
+    return due is not None and due <= now
+
+
 def _cycle_fired(task: Any) -> int | None:
     if not isinstance(event_definition_of(task.task_spec), CycleTimerEventDefinition):
         return None
@@ -307,11 +316,11 @@ def waiting_catches(workflow) -> list[tuple[str, str, Any]]:
     """(kind, name, task) of every WAITING message or signal catch event."""
     found = []
     for task in workflow.get_tasks(state=TaskState.WAITING):
-        definition = event_definition_of(task.task_spec)
-        if isinstance(definition, MessageEventDefinition):
-            found.append(("message", definition.name, task))
-        elif isinstance(definition, SignalEventDefinition):
-            found.append(("signal", definition.name, task))
+        for definition in caught_definitions(task.task_spec):
+            if isinstance(definition, MessageEventDefinition):
+                found.append(("message", definition.name, task))
+            elif isinstance(definition, SignalEventDefinition):
+                found.append(("signal", definition.name, task))
     return found
 
 
