@@ -80,9 +80,9 @@ class _Refused(Exception):  # noqa: N818 - raised into the script for a refused 
 
 class _SandboxPolicy(RestrictingNodeTransformer):
     """RestrictedPython's policy, tightened: no imports, classes, generators or async; every loop,
-    function and lambda ticks the CPU budget; size-sensitive operators go through ``_binop_``."""
+    function and lambda ticks the CPU budget; size-sensitive operators (+ * ** << %) call a guard."""
 
-    _GUARDED_OPS = {ast.Add: "+", ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<", ast.Mod: "%"}
+    _GUARDED_OPS = {ast.Add: "_add_", ast.Mult: "_mul_", ast.Pow: "_pow_", ast.LShift: "_lshift_", ast.Mod: "_mod_"}
 
     def __init__(self, errors=None, warnings=None, used_names=None) -> None:
         super().__init__(errors, warnings, used_names)
@@ -116,6 +116,18 @@ class _SandboxPolicy(RestrictingNodeTransformer):
         node.body.insert(0, _tick_statement(node))
         return node
 
+    def visit_For(self, node):
+        node = super().visit_For(node)
+        node.body.insert(0, _tick_statement(node))
+        return node
+
+    def visit_comprehension(self, node):
+        node = super().visit_comprehension(node)
+        tick = ast.Call(func=ast.Name("_tick_", ast.Load()), args=[ast.Constant(True)], keywords=[])
+        copy_locations(tick, node.iter)
+        node.ifs.insert(0, tick)
+        return node
+
     def visit_FunctionDef(self, node):
         node = super().visit_FunctionDef(node)
         node.body.insert(0, _tick_statement(node))
@@ -130,11 +142,10 @@ class _SandboxPolicy(RestrictingNodeTransformer):
 
     def visit_BinOp(self, node):
         node = self.node_contents_visit(node)
-        symbol = self._GUARDED_OPS.get(type(node.op))
-        if symbol is None:
+        guard = self._GUARDED_OPS.get(type(node.op))
+        if guard is None:
             return node
-        call = ast.Call(func=ast.Name("_binop_", ast.Load()),
-                        args=[ast.Constant(symbol), node.left, node.right], keywords=[])
+        call = ast.Call(func=ast.Name(guard, ast.Load()), args=[node.left, node.right], keywords=[])
         copy_locations(call, node)
         return call
 
@@ -161,7 +172,7 @@ class _SandboxPolicy(RestrictingNodeTransformer):
     def visit_Starred(self, node):
         node = self.node_contents_visit(node)
         if isinstance(node.ctx, ast.Load):
-            call = ast.Call(func=ast.Name("_getiter_", ast.Load()), args=[node.value], keywords=[])
+            call = ast.Call(func=ast.Name("_sized_", ast.Load()), args=[node.value], keywords=[])
             copy_locations(call, node)
             node.value = call
         return node
@@ -182,6 +193,7 @@ _CONTAINERS = (list, tuple, dict, set, frozenset, range)
 _VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 _ATTR_TYPES = (*_SCALARS, bytes, *_DATES, *_CONTAINERS, *_VIEWS)
 _WRITABLE = (list, dict, set)
+_SEQUENCES = frozenset({str, bytes, list, tuple})
 _SIZED = (list, tuple, set, frozenset, dict, str, bytes, range, *_VIEWS)
 _SUBSCRIPTABLE = (str, bytes, list, tuple, dict, range)
 _CLASS_ATTR_TYPES = frozenset({str, int, float, bool, list, dict, set, frozenset, tuple, bytes,
@@ -309,29 +321,29 @@ class _Guards:
                                           "characters")
         self.budget.charge(items)
 
-    # -- operators
-    def binop(self, symbol: str, left: Any, right: Any) -> Any:
-        if symbol == "*":
+    # -- operators (numbers take the first, cheap branch)
+    def add(self, left: Any, right: Any) -> Any:
+        if type(left) in _SEQUENCES and type(right) in _SEQUENCES:
+            self.check_length(len(left) + len(right), "string" if isinstance(left, str | bytes) else "list")
+        return left + right
+
+    def mul(self, left: Any, right: Any) -> Any:
+        if type(left) is int and type(right) is int:
+            self.check_int_bits(left.bit_length() + right.bit_length())
+        elif type(left) is not float and type(right) is not float:
             self._check_repeat(left, right)
             self._check_repeat(right, left)
-            if type(left) is int and type(right) is int:
-                self.check_int_bits(left.bit_length() + right.bit_length())
-            return left * right
-        if symbol == "+":
-            if isinstance(left, str | bytes | list | tuple) and isinstance(right, str | bytes | list | tuple):
-                self.check_length(len(left) + len(right), "string" if isinstance(left, str | bytes) else "list")
-            return left + right
-        if symbol == "**":
-            return self.power(left, right)
-        if symbol == "<<":
-            if isinstance(left, int) and isinstance(right, int) and right > 0:
-                self.check_int_bits(left.bit_length() + right)
-            return left << right
-        if symbol == "%":
-            if isinstance(left, str | bytes):
-                self._check_percent_format(left, right)
-            return left % right
-        raise _Refused(f"operator {symbol} is not supported")  # pragma: no cover - policy only emits the above
+        return left * right
+
+    def mod(self, left: Any, right: Any) -> Any:
+        if isinstance(left, str | bytes):
+            self._check_percent_format(left, right)
+        return left % right
+
+    def lshift(self, left: Any, right: Any) -> Any:
+        if isinstance(left, int) and isinstance(right, int) and right > 0:
+            self.check_int_bits(left.bit_length() + right)
+        return left << right
 
     def _check_repeat(self, sequence: Any, times: Any) -> None:
         if isinstance(sequence, str | bytes | list | tuple) and isinstance(times, int):
@@ -358,9 +370,11 @@ class _Guards:
         self.check_length(len(text), "string")
 
     def inplacevar(self, op: str, target: Any, value: Any) -> Any:
-        symbol = op[:-1]
-        if symbol in ("+", "*", "**", "<<", "%"):
-            return self.binop(symbol, target, value)
+        if op == "+=":
+            return self.add(target, value)
+        guarded = {"*=": self.mul, "**=": self.power, "<<=": self.lshift, "%=": self.mod}.get(op)
+        if guarded is not None:
+            return guarded(target, value)
         return _INPLACE[op](target, value)
 
     def format(self, value: Any, spec: Any = "", conversion: int = -1) -> str:
@@ -437,7 +451,7 @@ class _Guards:
                 self.check_length(len(target) + len(items), "list")
                 target.extend(items)
             else:
-                for item in self.getiter(items):
+                for item in self.sized_input(items):
                     target.append(item)
 
         return extend
@@ -473,9 +487,10 @@ class _Guards:
         return obj
 
     def getiter(self, obj: Any) -> Iterable:
-        if isinstance(obj, range):
+        """``for``/comprehension iteration: the loop bodies tick, so only ranges are checked here."""
+        if type(obj) is range:
             self.check_length(len(obj), "range")
-        return self._counted(iter(obj))
+        return iter(obj)
 
     def _counted(self, iterator):
         tick = self.budget.tick
@@ -488,7 +503,7 @@ class _Guards:
         if isinstance(values, _SIZED):
             self.check_length(len(values), "range" if isinstance(values, range) else "list")
             return values
-        return self.getiter(values)
+        return self._counted(iter(values))
 
     def apply(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         self.budget.charge(len(args) + len(kwargs))
@@ -510,12 +525,7 @@ class _Guards:
     def sum(self, values: Iterable, start: Any = 0) -> Any:
         if not isinstance(start, int | float):
             raise _Refused("sum() adds numbers only; use ''.join() for text and a comprehension for lists")
-        total = start
-        for value in self.getiter(values):
-            if not isinstance(value, int | float):
-                raise TypeError(f"sum() adds numbers, not {type(value).__name__}")
-            total = total + value
-        return total
+        return sum(values, start)  # a number plus a list or text raises TypeError at once
 
     def zip(self, *iterables: Iterable, **kwargs: Any) -> Iterable:
         if len(iterables) > _MAX_ZIP:
@@ -849,7 +859,8 @@ class Sandbox:
             "_getattr_": guards.getattr, "_getitem_": guards.getitem, "_getiter_": guards.getiter,
             "_write_": guards.write, "_apply_": guards.apply, "_inplacevar_": guards.inplacevar,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
-            "_binop_": guards.binop, "_format_": guards.format, "_mapping_": guards.mapping, "_tick_": budget.tick,
+            "_add_": guards.add, "_mul_": guards.mul, "_pow_": guards.power, "_lshift_": guards.lshift,
+            "_mod_": guards.mod, "_sized_": guards.sized_input, "_format_": guards.format, "_mapping_": guards.mapping, "_tick_": budget.tick,
             "_print_": lambda _getattr=None: _Printer(guards),
         }
         scope.update(self._names)
