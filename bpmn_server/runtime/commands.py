@@ -29,7 +29,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -210,6 +210,11 @@ class CommandRunner:
                 f"process instance {instance_id} was changed by someone else at the same time; "
                 "reload it and try again", instance_id=instance_id,
             ) from err
+        except OperationalError as err:
+            if not is_contention(err):
+                raise
+            raise Conflict(f"process instance {instance_id} is busy with another change; try again",
+                           instance_id=instance_id) from err
         finally:
             COMMAND_NOW.reset(token)
         self._after_commit(command)
@@ -367,6 +372,13 @@ class CommandRunner:
         if workflow.get_tasks(state=TaskState.READY, manual=True):
             return RUNNING
         return WAITING
+
+
+def is_contention(err: OperationalError) -> bool:
+    """A deadlock or serialization failure (PostgreSQL) or a lock wait that ran out (SQLite): the
+    transaction lost a race and was rolled back; the caller may simply try again."""
+    state = getattr(getattr(err, "orig", None), "sqlstate", None)
+    return state in ("40P01", "40001", "55P03") or "database is locked" in str(err)
 
 
 def _failed_spec(workflow, element_id: str | None):

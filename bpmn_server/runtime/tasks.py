@@ -37,7 +37,7 @@ from ..store.models import (
     TaskComment,
     User,
 )
-from .commands import ACTIVE, WITH_DEFINITION, Command, CommandRunner
+from .commands import ACTIVE, WITH_DEFINITION, Command, CommandRunner, is_contention
 from .forms import validate_submission
 from .projection import CLAIMED, OPEN, OPEN_STATUSES, TASK_CANCELLED, TASK_COMPLETED
 from .reminders import notify_task_assigned
@@ -238,6 +238,7 @@ class TaskService:
             return CommentInfo(comment.id, task_id, comment.author, comment.text, comment.created_at)
 
     def _change(self, task_id: str, principal: Principal, change, expected_version: int | None) -> TaskInfo:
+        from sqlalchemy.exc import OperationalError
         from sqlalchemy.orm.exc import StaleDataError
 
         try:
@@ -257,6 +258,10 @@ class TaskService:
                 return _info(task, version, business_key)
         except StaleDataError as err:
             raise Conflict(f"task {task_id} was changed by someone else at the same time; reload it") from err
+        except OperationalError as err:
+            if not is_contention(err):
+                raise
+            raise Conflict(f"task {task_id} is busy with another change; try again") from err
 
     # -- complete (a command on the instance) ------------------------------------------------------
     def complete(self, task_id: str, data: dict[str, Any] | None, principal: Principal, *,
