@@ -528,3 +528,15 @@ def test_a_timer_held_by_another_worker_is_not_due_before_its_lease_ends(runtime
     assert runtime.timers.fire_due().fired == 1
     assert status_of(database, instance.id) == "completed"
     assert claim.instance_id == instance.id
+
+
+def test_concurrent_start_timer_syncs_schedule_each_occurrence_once(runtime, database, clock):
+    deploy(runtime, timer_models.timer_start(text="R/PT1H"))
+    threads = [threading.Thread(target=runtime.timers.start_timers.sync) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(rows(database, Timer, Timer.kind == "start", Timer.status == "waiting")) == 1
+    clock.advance(timedelta(hours=1))
+    assert len(runtime.timers.fire_due().started) == 1

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..audit import events
@@ -57,6 +57,7 @@ FAILED = "failed"
 START = "start"
 
 LEASE = timedelta(minutes=5)
+_SYNC_LOCK = 0x62706D6E_7374  # PostgreSQL advisory lock key of StartTimers.sync ("bpmn" "st")
 
 
 class StaleTimer(Exception):
@@ -491,6 +492,8 @@ class StartTimers:
         now = now or self.timers.clock.now()
         changed = 0
         with self.timers.database.transaction() as session:
+            if not self.timers.database.is_sqlite:  # one sync at a time across nodes: no duplicate schedules
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
             latest = (select(ProcessDefinition.key, func.max(ProcessDefinition.version).label("version"))
                       .where(ProcessDefinition.retired_at.is_(None), ProcessDefinition.executable.is_(True))
                       .group_by(ProcessDefinition.key).subquery())
