@@ -270,3 +270,37 @@ def test_failed_state_is_saved_not_rolled_back(services):
         assert session.scalar(select(func.count()).select_from(Incident)) == 1
     kinds = [e["event_type"] for e in services.instances.history(instance.id)]
     assert kinds[0] == "instance-started" and "instance-failed" in kinds
+
+
+def test_statements_per_command_do_not_grow_with_the_number_of_instances(services):
+    from sqlalchemy import event
+
+    deploy(services, approval_process())
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    def measure() -> tuple[int, int]:
+        statements.clear()
+        instance = services.instances.start("approval", principal=CLERK)
+        started = len(statements)
+        task = services.tasks.list(CLERK, instance_id=instance.id).items[0]
+        statements.clear()
+        services.tasks.complete(task.id, {"amount": 10}, CLERK)
+        return started, len(statements)
+
+    measure()  # warm: audit head exists, spec cached
+    engines = {services.database.engine, services.database._read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        few = measure()
+        for _ in range(15):
+            services.instances.start("approval", principal=CLERK)
+        many = measure()
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert few == many
+    assert few[0] <= 20 and few[1] <= 25
