@@ -29,6 +29,9 @@ from ..store.models import HumanTask
 from . import outbox
 from .commands import Command, event_definition_of
 
+_CATCH_EVENTS = frozenset({events.TIMER_FIRED, events.ELEMENT_COMPLETED, events.MESSAGE_RECEIVED,
+                           events.SIGNAL_RECEIVED})
+
 
 def task_recipients(row: HumanTask) -> list[str]:
     """Who hears about a task: its assignee, candidate users and candidate groups."""
@@ -70,8 +73,8 @@ class PeopleListener:
     """The command listener that turns a command's events into notifications and escalations."""
 
     def __call__(self, command: Command) -> None:
-        boundaries = _boundary_events(command)
-        fired = _fired_boundaries(command, boundaries)
+        caught = any(e["event_type"] in _CATCH_EVENTS for e in command.events)
+        fired = _fired_boundaries(command, _boundary_events(command)) if caught else []
         for event in list(command.events):
             kind = event["event_type"]
             if kind == events.TASK_CREATED:
@@ -223,8 +226,7 @@ def _fired_boundaries(command: Command, boundaries: dict[str, tuple[Any, str]]) 
     """Boundary events that fired in this command (timer-fired, or completed catch of any kind)."""
     fired = []
     for event in command.events:
-        if event["event_type"] not in (events.TIMER_FIRED, events.ELEMENT_COMPLETED, events.MESSAGE_RECEIVED,
-                                       events.SIGNAL_RECEIVED):
+        if event["event_type"] not in _CATCH_EVENTS:
             continue
         entry = boundaries.get(event.get("element_id") or "")
         if entry is not None and entry not in fired:
