@@ -315,3 +315,68 @@ def test_event_based_gateway_with_two_timers_takes_the_earlier_one(services, clo
     clock.advance(timedelta(hours=2))
     services.timers.fire_due()
     assert services.instances.get(started.id).status == "completed"
+
+
+def test_call_activity_calls_a_global_script_task():
+    source = definitions(f"""
+  <bpmn:globalScriptTask id="shared" name="Shared step"><bpmn:script>shared_ran = True</bpmn:script>
+  </bpmn:globalScriptTask>
+  <bpmn:process id="caller" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="call"/>
+    <bpmn:callActivity id="call" calledElement="shared"><bpmn:incoming>f0</bpmn:incoming>
+      <bpmn:outgoing>f1</bpmn:outgoing></bpmn:callActivity>
+    <bpmn:sequenceFlow id="f1" sourceRef="call" targetRef="after"/>
+    {script("after", ["f1"], ["f2"])}
+    <bpmn:sequenceFlow id="f2" sourceRef="after" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+    workflow, ran = run(source, "caller")
+    assert ran == ["shared", "after"]
+    assert workflow.is_completed() and workflow.data.get("shared_ran") is True
+
+
+def test_receive_task_that_instantiates_starts_its_process_on_the_message(services):
+    from bpmn_server.identity.principal import system_principal
+
+    source = definitions(f"""
+  <bpmn:message id="m" name="order"/>
+  <bpmn:process id="receiver" isExecutable="true">
+    <bpmn:receiveTask id="take" messageRef="m" instantiate="true"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:receiveTask>
+    <bpmn:sequenceFlow id="f0" sourceRef="take" targetRef="work"/>
+    {script("work", ["f0"], ["f1"])}
+    <bpmn:sequenceFlow id="f1" sourceRef="work" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+    services.definitions.deploy(source, "receiver.bpmn", "admin")
+    result = services.messages.correlate("order", principal=system_principal("tester"), variables={"n": 1})
+    assert result.started and len(result.instance_ids) == 1
+    assert services.instances.get(result.instance_ids[0]).status == "completed"
+
+
+IO = "<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f1</bpmn:outgoing>"
+
+
+@pytest.mark.parametrize(("fragment", "words"), [
+    (f'<bpmn:scriptTask id="t" startQuantity="2">{IO}<bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
+     "startQuantity=2"),
+    (f'<bpmn:scriptTask id="t" completionQuantity="3">{IO}<bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
+     "completionQuantity=3"),
+    (f'<bpmn:scriptTask id="t">{IO}<bpmn:multiInstanceLoopCharacteristics behavior="One" oneBehaviorEventRef="sd">'
+     '<bpmn:loopCardinality>3</bpmn:loopCardinality></bpmn:multiInstanceLoopCharacteristics>'
+     '<bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>', "multi-instance behavior 'One'"),
+    (f'<bpmn:adHocSubProcess id="t">{IO}<bpmn:task id="inner"/></bpmn:adHocSubProcess>', "ad-hoc sub-processes"),
+])
+def test_constructs_the_engine_would_run_wrongly_are_refused_with_a_finding(fragment, words):
+    source = definitions(f"""
+  <bpmn:signal id="s" name="s"/><bpmn:signalEventDefinition id="sd" signalRef="s"/>
+  <bpmn:process id="q" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="t"/>
+    {fragment}
+    <bpmn:sequenceFlow id="f1" sourceRef="t" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+    findings = validate(BpmnDocument.load(source))
+    assert any(words in f.message and f.severity == "error" and f.rule == "not-executable-element"
+               for f in findings), findings

@@ -65,6 +65,8 @@ RULE = "not-executable-element"
 UNSUPPORTED = {
     "complexGateway": "complex gateways are not supported by the engine; use inclusive or exclusive gateways",
     "businessRuleTask": "business rule tasks (DMN) are not supported by the engine yet",
+    "adHocSubProcess": "ad-hoc sub-processes are not supported by the engine (SpiffWorkflow 3.2 fails on them at "
+                       "run time); model the order with gateways",
 }
 
 
@@ -479,6 +481,15 @@ class InterruptingBoundaryEvent(DefaultBoundaryEvent):
 
     def catch(self, my_task, event):
         super().catch(my_task, event)
+        self.interrupt(my_task)
+
+    def _update_hook(self, my_task):
+        fired = super()._update_hook(my_task)
+        if fired:  # a timer or condition that holds: interrupt before the activity's next task runs
+            self.interrupt(my_task)
+        return fired
+
+    def interrupt(self, my_task):
         if not self.cancel_activity or my_task.parent is None:
             return
         for sibling in my_task.parent.children:
@@ -784,7 +795,65 @@ def executable_tree(document: BpmnDocument, keep: set[str]) -> etree._Element:
             root.remove(process)
     inline_event_definition_refs(root)
     link_events_to_flows(root)
+    global_tasks_to_processes(root)
+    instantiating_receive_tasks_to_start_events(root)
     return root
+
+
+def instantiating_receive_tasks_to_start_events(root: etree._Element) -> None:
+    """A process without start event may begin with ``<receiveTask instantiate="true">`` (BPMN 2.0
+    §10.2.3): receiving the message creates the instance. Spiff needs a start event, so such a receive
+    task becomes a message start event with the same id and outgoing flows."""
+    for process in root.findall(q("process")):
+        if process.find(q("startEvent")) is not None:
+            continue
+        targets = {flow.get("targetRef") for flow in process.findall(q("sequenceFlow"))}
+        for task in process.findall(q("receiveTask")):
+            if task.get("instantiate") != "true" or task.get("id") in targets:
+                continue
+            start = etree.Element(q("startEvent"), id=task.get("id") or "")
+            if task.get("name"):
+                start.set("name", task.get("name"))
+            for outgoing in task.findall(q("outgoing")):
+                start.append(copy.deepcopy(outgoing))
+            definition = etree.SubElement(start, q("messageEventDefinition"))
+            if task.get("messageRef"):
+                definition.set("messageRef", task.get("messageRef"))
+            start.tail = task.tail
+            process.replace(task, start)
+
+
+_GLOBAL_TASKS = {"globalTask": "task", "globalScriptTask": "scriptTask", "globalUserTask": "userTask",
+                 "globalManualTask": "manualTask", "globalBusinessRuleTask": "businessRuleTask"}
+
+
+def global_tasks_to_processes(root: etree._Element) -> None:
+    """A call activity may call a global task (BPMN 2.0 §10.2.5); Spiff calls only processes, so each
+    called global task becomes a process of one task: start, the task (same id), end."""
+    called = {(c.get("calledElement") or "").strip() for c in root.iter(q("callActivity"))}
+    for element in list(root):
+        if not isinstance(element.tag, str):
+            continue
+        tag = _GLOBAL_TASKS.get(local_name(element.tag))
+        task_id = element.get("id")
+        if tag is None or task_id not in called:
+            continue
+        process = etree.Element(q("process"), id=task_id, isExecutable="true")
+        if element.get("name"):
+            process.set("name", element.get("name"))
+        start = etree.SubElement(process, q("startEvent"), id=f"{task_id}__start")
+        etree.SubElement(start, q("outgoing")).text = f"{task_id}__in"
+        task = etree.SubElement(process, q(tag), {k: v for k, v in element.attrib.items()})
+        etree.SubElement(task, q("incoming")).text = f"{task_id}__in"
+        etree.SubElement(task, q("outgoing")).text = f"{task_id}__out"
+        for child in element:
+            task.append(copy.deepcopy(child))
+        end = etree.SubElement(process, q("endEvent"), id=f"{task_id}__end")
+        etree.SubElement(end, q("incoming")).text = f"{task_id}__out"
+        for flow_id, source, target in ((f"{task_id}__in", start.get("id"), task_id),
+                                        (f"{task_id}__out", task_id, end.get("id"))):
+            etree.SubElement(process, q("sequenceFlow"), id=flow_id, sourceRef=source, targetRef=target)
+        root.replace(element, process)
 
 
 def link_events_to_flows(root: etree._Element) -> None:
@@ -911,6 +980,12 @@ def _static_findings(process: etree._Element, process_id: str) -> list[Finding]:
             add(element, f"<{name}> cannot run: {UNSUPPORTED[name]}")
         elif name in ("task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
                       "callActivity", "subProcess", "businessRuleTask"):
+            for attribute in ("startQuantity", "completionQuantity"):
+                if (element.get(attribute) or "1").strip() not in ("1", "0") and \
+                        (element.get(attribute) or "").strip().isdigit():
+                    add(element, f"<{name}> has {attribute}={element.get(attribute)}; the engine runs every "
+                        "activity on one token at a time", hint=f"remove {attribute} (the default is 1), or model "
+                        "the tokens with a parallel gateway")
             if name == "serviceTask" and _service_implementation(element):
                 add(element, f"service task uses {_service_implementation(element)}, which this server cannot "
                     "call", hint="use a script task, or a message the integrator answers")
@@ -923,6 +998,12 @@ def _static_findings(process: etree._Element, process_id: str) -> list[Finding]:
         elif name in ("intermediateThrowEvent", "endEvent"):
             if any(local_name(c.tag) == "compensateEventDefinition" for c in element):
                 add(element, "compensation is not supported by the engine")
+        elif name == "multiInstanceLoopCharacteristics" and (element.get("behavior") or "All") != "All" and (
+                element.get("noneBehaviorEventRef") or element.get("oneBehaviorEventRef")
+                or element.find(q("complexBehaviorDefinition")) is not None):
+            add(element, f"multi-instance behavior '{element.get('behavior')}' (events thrown as instances "
+                "complete) is not supported by the engine", hint="remove the behavior events, or throw the event "
+                "from inside the activity")
         elif name == "dataStoreReference":
             add(element, "data stores are not supported by the engine")
     return found
