@@ -289,10 +289,19 @@ def test_datetime_helpers_use_the_server_clock():
         data,
     )
     assert data["due"] == datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
-    assert data["age_days"] == 9 and data["day"] == date(2026, 3, 1) and data["first"] == date(2026, 1, 1)
+    assert data["age_days"] == 9
+    assert data["day"] == "2026-03-01" and data["first"] == "2026-01-01"  # dates are stored as ISO text
     assert data["iso"] == "2026-03-03T12:00:00+00:00" and data["weekday"] == "Tuesday" and data["later"] is True
     clock.advance(timedelta(days=1))
     assert sandbox.evaluate("today()") == date(2026, 3, 2)
+
+
+def test_naive_datetimes_left_by_a_script_are_utc(sandbox):
+    data: dict = {}
+    sandbox.execute("meeting = datetime(2026, 5, 1, 9, 30)\nspan = timedelta(hours=2)", data)
+    assert data["meeting"] == datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+    assert data["span"] == timedelta(hours=2)
+    assert refused(sandbox, "tz = timezone.utc").kind == "InvalidData"
 
 
 def test_expressions_do_not_change_the_data(sandbox):
@@ -456,3 +465,23 @@ def test_bpmn_endless_script_stops_at_the_cpu_limit():
         _run(model, {})
     assert caught.value.extra["error_type"] == "LimitExceeded"
     assert "CPU time" in caught.value.detail
+
+
+def test_values_a_script_leaves_survive_the_stored_state():
+    import json
+
+    from bpmn_server.runtime.engine import Engine
+
+    script = ("total = 1\nrejected = False\ndue = now() + timedelta(days=2)\nday = today()\n"
+              "span = timedelta(hours=3)\ntags = {'b', 'a'}\npair = (1, 2)")
+    model = _approval_model(script, _CONDITION)
+    workflow = _run(model, {})
+    engine = Engine(Settings(script_cpu_seconds=0.1), definitions=None)
+    state = json.loads(json.dumps(engine.dump(workflow)))
+    body = {k: v for k, v in state.items() if k not in ("format", "serializer_version")}
+    restored = engine.serializer.registry.restore(body, specs=build_specs(BpmnDocument.load(model), "approval"))
+    data = restored.data
+    assert isinstance(data["due"], datetime) and data["due"].tzinfo is not None
+    assert data["span"] == timedelta(hours=3)
+    assert data["tags"] == ["a", "b"] and data["pair"] == [1, 2]
+    assert isinstance(data["day"], str) and date.fromisoformat(data["day"])  # a date is stored as ISO text

@@ -943,10 +943,14 @@ def _to_data(name: str, value: Any, counter: _NodeCounter, depth: int = 0) -> An
     counter.add(name)
     if depth > 100:
         raise SandboxError(f"the variable '{name}' is nested too deeply", kind="InvalidData")
-    if isinstance(value, _SCALARS) or isinstance(value, _DATES):
+    if isinstance(value, _SCALARS) or isinstance(value, _dt.timedelta):
         if isinstance(value, float) and not math.isfinite(value):
             raise SandboxError(f"the variable '{name}' is {value}, which is not a storable number", kind="InvalidData")
         return value
+    if isinstance(value, _dt.datetime):  # stored as a datetime (Spiff's serializer knows it); naive means UTC
+        return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)
+    if isinstance(value, _dt.date | _dt.time):  # no stored form of its own: ISO text, e.g. "2026-03-01"
+        return value.isoformat()
     if isinstance(value, dict):
         result = {}
         for key, item in value.items():
@@ -962,7 +966,7 @@ def _to_data(name: str, value: Any, counter: _NodeCounter, depth: int = 0) -> An
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
         return [_to_data(name, item, counter, depth + 1) for item in items]
     raise SandboxError(f"the variable '{name}' holds a {type(value).__name__}, which cannot be stored "
-                       "(use text, numbers, booleans, lists, dicts or dates)", kind="InvalidData")
+                       "(use text, numbers, booleans, lists, dicts, datetimes or timedeltas)", kind="InvalidData")
 
 
 def _error_line(filename: str, error: BaseException) -> int | None:
