@@ -126,6 +126,22 @@ class PreparedModel:
         return {element for element, token in self.tokens.items() if token == "CREATE_MARKER_FILE"}
 
 
+def _with_io_names(code: str, task: etree._Element) -> str:
+    """``data`` is the variable the data tokens use; a task that declares a data output (SET_STRING_DATA)
+    or a data input (LOG_DATA) in its ioSpecification reads and writes that instead, as BPMN says a
+    task sees data only through its inputs and outputs (the associations connect them to the object)."""
+    io = task.find(f"{{{BPMN_NS}}}ioSpecification")
+    if io is None:
+        return code
+    outputs = [e.get("id") for e in io.findall(f"{{{BPMN_NS}}}dataOutput")]
+    inputs = [e.get("id") for e in io.findall(f"{{{BPMN_NS}}}dataInput")]
+    if code.startswith("data =") and len(outputs) == 1:
+        return f"{outputs[0]} =" + code[len("data ="):]
+    if "isinstance(data," in code and len(inputs) == 1:
+        return code.replace("isinstance(data,", f"isinstance({inputs[0]},")
+    return code
+
+
 def prepare_model(path: Path) -> PreparedModel:
     """The file's bytes with each ``<script>`` token replaced by its Python; everything else untouched."""
     if not path.exists():
@@ -138,7 +154,7 @@ def prepare_model(path: Path) -> PreparedModel:
             raise HarnessError(f"{path.name}: unknown script token {token!r}")
         owner = script.getparent()
         tokens[owner.get("id")] = token
-        script.text = etree.CDATA(TOKENS[token][0])
+        script.text = etree.CDATA(_with_io_names(TOKENS[token][0], owner))
     source = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
     return PreparedModel(source, tokens)
 
