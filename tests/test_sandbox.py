@@ -485,3 +485,24 @@ def test_values_a_script_leaves_survive_the_stored_state():
     assert data["span"] == timedelta(hours=3)
     assert data["tags"] == ["a", "b"] and data["pair"] == [1, 2]
     assert isinstance(data["day"], str) and date.fromisoformat(data["day"])  # a date is stored as ISO text
+
+
+def test_a_script_exception_is_an_incident_not_a_bpmn_error():
+    """An error boundary on the script task does not catch a Python exception (docs/sandbox.md)."""
+    model = definitions("""
+  <bpmn:process id="approval" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:scriptTask id="calc" scriptFormat="python"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>f2</bpmn:outgoing><bpmn:script>raise ValueError('no price')</bpmn:script></bpmn:scriptTask>
+    <bpmn:boundaryEvent id="onError" attachedToRef="calc"><bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:errorEventDefinition/></bpmn:boundaryEvent>
+    <bpmn:endEvent id="done"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="handled"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="calc"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="calc" targetRef="done"/>
+    <bpmn:sequenceFlow id="f3" sourceRef="onError" targetRef="handled"/>
+  </bpmn:process>""")
+    with pytest.raises(ScriptError) as caught:
+        _run(model, {})
+    assert caught.value.extra["error_type"] == "ValueError"
+    assert "no price" in caught.value.detail and caught.value.extra["element_id"] == "calc"
