@@ -114,6 +114,10 @@ def test_non_candidate_cannot_claim_or_see_and_claimed_task_conflicts(client, pe
     # and cannot complete it either
     stolen = client.post(f"/api/v1/tasks/{review['id']}/complete", headers=people["lead"], json={"data": REVIEW})
     assert stolen.status_code == 403
+    # the refusals are in the instance's history, with who tried what
+    history = client.get(f"/api/v1/process-instances/{review['instance_id']}/history", headers=people["clerk"])
+    denied = [(e["actor"], e["data"]["action"]) for e in history.json["items"] if e["event_type"] == "permission-denied"]
+    assert denied == [("outsider", "task.claim"), ("lead", "task.complete")]
 
 
 def test_unclaim_assign_and_delegate(client, people, auth):

@@ -187,6 +187,8 @@ def test_terminate_suspend_resume(services):
     with pytest.raises(Exception) as denied:
         services.instances.terminate(instance.id, principal=MANAGER)
     assert type(denied.value).__name__ == "Forbidden"
+    refusals = [e for e in services.instances.history(instance.id) if e["event_type"] == "permission-denied"]
+    assert [(e["actor"], e["data"]["action"]) for e in refusals] == [("manager", "instance.terminate")]
     ended = services.instances.terminate(instance.id, principal=CLERK, reason="customer withdrew")
     assert ended.status == "terminated"
     with services.database.read() as session:

@@ -374,6 +374,17 @@ class CommandRunner:
         return WAITING
 
 
+def record_denied(database: Database, clock: Clock, actor: str, action: str, error: BpmnServerError, *,
+                  instance_id: str | None = None, definition_key: str | None = None,
+                  definition_version: int | None = None, element_id: str | None = None,
+                  task_id: str | None = None) -> None:
+    """Audit ``permission-denied`` in a transaction of its own (the refused command rolls back)."""
+    with database.transaction() as session:
+        record(session, events.PERMISSION_DENIED, actor=actor, timestamp=clock.now(), instance_id=instance_id,
+               definition_key=definition_key, definition_version=definition_version, element_id=element_id,
+               data={"action": action, "detail": error.detail, "task_id": task_id})
+
+
 def is_contention(err: OperationalError) -> bool:
     """A deadlock or serialization failure (PostgreSQL) or a lock wait that ran out (SQLite): the
     transaction lost a race and was rolled back; the caller may simply try again."""

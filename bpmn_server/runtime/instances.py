@@ -30,6 +30,7 @@ from .commands import (
     CommandRunner,
     element_type,
     is_bpmn_element,
+    record_denied,
 )
 from .engine import Engine
 from .views import ActivityInfo, IncidentInfo, InstanceInfo, Page
@@ -129,7 +130,7 @@ class InstanceService:
             command.audit(events.INSTANCE_TERMINATED, data={"reason": reason})
 
         return self._command(instance_id, action, principal, expected_version,
-                             allowed=ACTIVE | {FAILED, SUSPENDED})
+                             allowed=ACTIVE | {FAILED, SUSPENDED}, name="terminate")
 
     def suspend(self, instance_id: str, *, principal: Principal, expected_version: int | None = None) -> InstanceInfo:
         """Hold the instance: its tasks cannot be completed and its timers do not fire until resumed."""
@@ -139,7 +140,7 @@ class InstanceService:
             command.status = SUSPENDED
             command.audit(events.INSTANCE_SUSPENDED)
 
-        return self._command(instance_id, action, principal, expected_version)
+        return self._command(instance_id, action, principal, expected_version, name="suspend")
 
     def resume(self, instance_id: str, *, principal: Principal, expected_version: int | None = None) -> InstanceInfo:
         """Continue a suspended instance; timers that fell due meanwhile fire now."""
@@ -149,7 +150,7 @@ class InstanceService:
             command.instance.status = RUNNING
             command.audit(events.INSTANCE_RESUMED)
 
-        return self._command(instance_id, action, principal, expected_version, allowed={SUSPENDED})
+        return self._command(instance_id, action, principal, expected_version, allowed={SUSPENDED}, name="resume")
 
     def retry(self, instance_id: str, *, principal: Principal, variables: dict[str, Any] | None = None,
               expected_version: int | None = None) -> InstanceInfo:
@@ -172,7 +173,7 @@ class InstanceService:
             command.audit(events.INSTANCE_RETRIED, data={
                 "elements": [t.task_spec.bpmn_id for t in failed], "variables": variables or {}})
 
-        return self._command(instance_id, action, principal, expected_version, allowed={FAILED})
+        return self._command(instance_id, action, principal, expected_version, allowed={FAILED}, name="retry")
 
     def update_variables(self, instance_id: str, *, principal: Principal, set: dict[str, Any] | None = None,
                          remove: list[str] | None = None, expected_version: int | None = None) -> dict[str, Any]:
@@ -189,18 +190,28 @@ class InstanceService:
             command.audit(events.VARIABLES_CHANGED, data=events.variables_delta(before, after))
             return after
 
-        return self.runner.run(instance_id, action, actor=principal.username, expected_version=expected_version,
-                               allowed=ACTIVE | {FAILED, SUSPENDED})
+        return self._operate(instance_id, action, principal, "update_variables", expected_version,
+                             ACTIVE | {FAILED, SUSPENDED})
 
     def _command(self, instance_id: str, action: Callable[[Command], Any], principal: Principal,
-                 expected_version: int | None, allowed=ACTIVE) -> InstanceInfo:
-        def wrapped(command: Command) -> InstanceInfo:
+                 expected_version: int | None, allowed=ACTIVE, *, name: str) -> InstanceInfo:
+        def wrapped(command: Command) -> Command:
             action(command)
             return command
 
-        command = self.runner.run(instance_id, wrapped, actor=principal.username,
-                                  expected_version=expected_version, allowed=allowed)
+        command = self._operate(instance_id, wrapped, principal, name, expected_version, allowed)
         return self._info(command.instance, command.definition, workflow=command.workflow)
+
+    def _operate(self, instance_id: str, action: Callable[[Command], Any], principal: Principal, name: str,
+                 expected_version: int | None, allowed) -> Any:
+        """Run an operator command; a refusal is audited as permission-denied before it is raised."""
+        try:
+            return self.runner.run(instance_id, action, actor=principal.username,
+                                   expected_version=expected_version, allowed=allowed)
+        except Forbidden as error:
+            record_denied(self.database, self.clock, principal.username, f"instance.{name}", error,
+                          instance_id=instance_id)
+            raise
 
     @staticmethod
     def _require_operator(principal: Principal, instance: ProcessInstance) -> None:

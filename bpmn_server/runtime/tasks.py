@@ -37,7 +37,7 @@ from ..store.models import (
     TaskComment,
     User,
 )
-from .commands import ACTIVE, WITH_DEFINITION, Command, CommandRunner, is_contention
+from .commands import ACTIVE, WITH_DEFINITION, Command, CommandRunner, is_contention, record_denied
 from .forms import validate_submission
 from .projection import CLAIMED, OPEN, OPEN_STATUSES, TASK_CANCELLED, TASK_COMPLETED
 from .reminders import notify_task_assigned
@@ -180,7 +180,7 @@ class TaskService:
             task.status, task.claimed_at, task.claimed_by = CLAIMED, now, principal.username
             return [(events.TASK_CLAIMED, {})]
 
-        return self._change(task_id, principal, change, expected_version)
+        return self._change(task_id, principal, change, expected_version, "claim")
 
     def unclaim(self, task_id: str, principal: Principal, *, expected_version: int | None = None) -> TaskInfo:
         """Give a task back to its candidates (the assignee or an administrator)."""
@@ -194,7 +194,7 @@ class TaskService:
             task.assignee, task.status, task.claimed_at, task.claimed_by = None, OPEN, None, None
             return [(events.TASK_UNCLAIMED, {"previous_assignee": previous})]
 
-        return self._change(task_id, principal, change, expected_version)
+        return self._change(task_id, principal, change, expected_version, "unclaim")
 
     def assign(self, task_id: str, assignee: str | None, principal: Principal, *,
                expected_version: int | None = None) -> TaskInfo:
@@ -218,7 +218,7 @@ class TaskService:
             notify_task_assigned(session, task, by=principal.username, now=now)  # outbox, same transaction
             return [(kind, {"assignee": assignee, "previous_assignee": previous, "by": principal.username})]
 
-        return self._change(task_id, principal, change, expected_version)
+        return self._change(task_id, principal, change, expected_version, "assign")
 
     def comment(self, task_id: str, text: str, principal: Principal) -> CommentInfo:
         """Add a comment to a task (anyone who may see it)."""
@@ -237,13 +237,16 @@ class TaskService:
                         {"comment_id": comment.id, "text": text})
             return CommentInfo(comment.id, task_id, comment.author, comment.text, comment.created_at)
 
-    def _change(self, task_id: str, principal: Principal, change, expected_version: int | None) -> TaskInfo:
+    def _change(self, task_id: str, principal: Principal, change, expected_version: int | None,
+                action: str) -> TaskInfo:
         from sqlalchemy.exc import OperationalError
         from sqlalchemy.orm.exc import StaleDataError
 
+        where: dict[str, Any] = {}
         try:
             with self.database.transaction() as session:
                 task, version, business_key = self._load(session, task_id)
+                where = _where(task, version)
                 _require_open(task, session)
                 if expected_version is not None and task.row_version != expected_version:
                     raise PreconditionFailed(f"task {task_id} is at version {task.row_version}, not "
@@ -258,6 +261,9 @@ class TaskService:
                 return _info(task, version, business_key)
         except StaleDataError as err:
             raise Conflict(f"task {task_id} was changed by someone else at the same time; reload it") from err
+        except Forbidden as err:
+            self._denied(principal, action, err, where)
+            raise
         except OperationalError as err:
             if not is_contention(err):
                 raise
@@ -268,10 +274,14 @@ class TaskService:
                  expected_version: int | None = None) -> TaskInfo:
         """Complete a task with form data; 422 listing each bad field (nothing changes), 409 if it is gone."""
         with self.database.read() as session:
-            task, _, _ = self._load(session, task_id)
+            task, version, _ = self._load(session, task_id)
             if task.status not in OPEN_STATUSES:
                 raise Conflict(f"task {task_id} is already {task.status}", task_status=task.status)
-            _require_completer(task, principal)
+            try:
+                _require_completer(task, principal)
+            except Forbidden as err:
+                self._denied(principal, "complete", err, _where(task, version))
+                raise
             values = validate_submission(task.form or {}, data)
             instance_id = task.instance_id
 
@@ -300,6 +310,10 @@ class TaskService:
         return _info(row, version, business_key)  # built after the commit: the row version as stored
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _denied(self, principal: Principal, action: str, error: Forbidden, where: dict[str, Any]) -> None:
+        """Audit a refused task action (in its own transaction: the refused one rolls back)."""
+        record_denied(self.database, self.clock, principal.username, f"task.{action}", error, **where)
+
     @staticmethod
     def _load(session: Session, task_id: str) -> tuple[HumanTask, int, str | None]:
         row = session.execute(_task_query().where(HumanTask.id == task_id)).first()
@@ -329,6 +343,11 @@ class TaskService:
             if task_spec is not None:
                 return getattr(task_spec, "documentation", None)
         return None
+
+
+def _where(task: HumanTask, version: int | None) -> dict[str, Any]:
+    return {"instance_id": task.instance_id, "definition_key": task.process_key, "definition_version": version,
+            "element_id": task.element_id, "task_id": task.id}
 
 
 def _task_query():
