@@ -506,3 +506,49 @@ def test_a_script_exception_is_an_incident_not_a_bpmn_error():
         _run(model, {})
     assert caught.value.extra["error_type"] == "ValueError"
     assert "no price" in caught.value.detail and caught.value.extra["element_id"] == "calc"
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch):
+    """The process runs in a zone far from UTC, so a naive date read as local time would be 9 h off."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("time_date", [
+    "2026-01-05T10:00:00",  # literal without offset
+    "${deadline}",  # JUEL expression giving naive ISO text
+    "datetime(2026, 1, 5, 10, 0)",  # Python expression giving a naive datetime, evaluated in the sandbox
+    "parse_datetime(deadline)",
+])
+def test_naive_timer_dates_are_utc_not_local_time(far_from_utc, time_date):
+    model = definitions(f"""
+  <bpmn:process id="wait" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:intermediateCatchEvent id="until"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDate>{time_date}</bpmn:timeDate></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="until"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="until" targetRef="end"/>
+  </bpmn:process>""")
+    clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    specs = build_specs(BpmnDocument.load(model), "wait")
+    workflow = BpmnWorkflow(specs.spec, specs.subprocess_specs,
+                            script_engine=make_script_engine(Settings(script_cpu_seconds=0.1), now=clock.now))
+    workflow.clock = clock
+    workflow.get_tasks(state=TaskState.READY)[0].data["deadline"] = "2026-01-05T10:00:00"
+    workflow.do_engine_steps()
+    clock.set(datetime(2026, 1, 5, 9, 59, 59, tzinfo=UTC))
+    workflow.refresh_timers()
+    workflow.do_engine_steps()
+    assert not workflow.is_completed()
+    clock.set(datetime(2026, 1, 5, 10, 0, tzinfo=UTC))
+    workflow.refresh_timers()
+    workflow.do_engine_steps()
+    assert workflow.is_completed()
