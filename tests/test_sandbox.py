@@ -22,6 +22,7 @@ from bpmn_server.runtime.script_engine import make_script_engine
 from bpmn_server.settings import Settings
 
 from .models import definitions
+from .timer_models import intermediate_timer
 
 FAST = Limits(cpu_seconds=0.1, max_items=200_000, max_alloc_bytes=32 * 1024 * 1024)
 
@@ -527,16 +528,7 @@ def far_from_utc(monkeypatch):
     "parse_datetime(deadline)",
 ])
 def test_naive_timer_dates_are_utc_not_local_time(far_from_utc, time_date):
-    model = definitions(f"""
-  <bpmn:process id="wait" isExecutable="true">
-    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
-    <bpmn:intermediateCatchEvent id="until"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
-      <bpmn:timerEventDefinition><bpmn:timeDate>{time_date}</bpmn:timeDate></bpmn:timerEventDefinition>
-    </bpmn:intermediateCatchEvent>
-    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
-    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="until"/>
-    <bpmn:sequenceFlow id="f2" sourceRef="until" targetRef="end"/>
-  </bpmn:process>""")
+    model = intermediate_timer("wait", time_date).replace(b"timeDuration>", b"timeDate>")
     clock = ManualClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     specs = build_specs(BpmnDocument.load(model), "wait")
     workflow = BpmnWorkflow(specs.spec, specs.subprocess_specs,
