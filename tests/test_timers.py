@@ -540,3 +540,21 @@ def test_concurrent_start_timer_syncs_schedule_each_occurrence_once(runtime, dat
     assert len(rows(database, Timer, Timer.kind == "start", Timer.status == "waiting")) == 1
     clock.advance(timedelta(hours=1))
     assert len(runtime.timers.fire_due().started) == 1
+
+
+def test_a_timer_row_out_of_step_with_the_instance_is_corrected_not_dropped(runtime, database, clock):
+    deploy(runtime, timer_models.intermediate_timer(duration="PT1H"))
+    instance = start(runtime, "wait")
+    right = clock.now() + timedelta(hours=1)
+    with database.transaction() as session:  # a projection gone wrong: the row says 10 minutes
+        row = session.scalars(select(Timer).where(Timer.instance_id == instance.id)).one()
+        row.due_at = clock.now() + timedelta(minutes=10)
+    clock.advance(timedelta(minutes=10))
+    report = runtime.timers.fire_due()
+    assert (report.fired, report.skipped) == (0, 1)
+    [row] = rows(database, Timer, Timer.instance_id == instance.id)
+    assert row.status == "waiting" and row.due_at == right  # corrected from the Spiff state
+    assert status_of(database, instance.id) == "waiting"
+    clock.set(right)
+    assert runtime.timers.fire_due().fired == 1
+    assert status_of(database, instance.id) == "completed"

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..audit import events
@@ -61,7 +61,12 @@ _SYNC_LOCK = 0x62706D6E_7374  # PostgreSQL advisory lock key of StartTimers.sync
 
 
 class StaleTimer(Exception):
-    """The timer row no longer matches the instance: its Spiff task fired, moved or went away."""
+    """The timer row no longer matches the instance: its Spiff task fired, moved or went away.
+    ``cancel``: the row is obsolete (its start schedule moved to another version)."""
+
+    def __init__(self, message: str, *, cancel: bool = False) -> None:
+        super().__init__(message)
+        self.cancel = cancel
 
 
 @dataclass
@@ -171,7 +176,8 @@ class TimerService:
         (what the scheduler wakes up for; a row another process holds is not due before its lease ends)."""
         now = self.clock.now()
         with self.database.read() as session:
-            free = session.scalar(select(func.min(func.coalesce(Timer.next_attempt_at, Timer.due_at))).where(
+            takeable = case((Timer.next_attempt_at > Timer.due_at, Timer.next_attempt_at), else_=Timer.due_at)
+            free = session.scalar(select(func.min(takeable)).where(
                 Timer.status == WAITING, or_(Timer.lock_until.is_(None), Timer.lock_until <= now)))
             held = session.scalar(select(func.min(Timer.lock_until)).where(
                 Timer.status == WAITING, Timer.lock_until > now))
@@ -231,7 +237,7 @@ class TimerService:
         """
         batch = batch or self.settings.timer_batch_size
         report = FireReport()
-        passed: set[int] = set()  # released after a conflict: not again in this pass
+        passed: set[int] = set()  # released after a conflict or skipped: not again in this pass
         while True:
             at = now or self.clock.now()
             claims = self._claim(at, batch, exclude=passed)
@@ -243,8 +249,8 @@ class TimerService:
                     self._release(claim)  # its instance moved on: claim it again next round
                     continue
                 result = self._fire(claim, at)
-                if result.retried and not result.failed and claim.id not in passed:
-                    passed.add(claim.id)
+                if result.retried or result.skipped:
+                    passed.add(claim.id)  # not again in this pass: no spinning on a row that will not go
                 report.add(result)
                 if claim.instance_id is not None:
                     fired_in.add(claim.instance_id)
@@ -274,7 +280,7 @@ class TimerService:
             else:
                 self._fire_instance_timer(claim)
         except StaleTimer as stale:
-            self._settle_stale(claim, str(stale))
+            self._settle_stale(claim, stale)
             report.skipped += 1
         except Conflict as conflict:
             if conflict.extra.get("status"):  # the instance is failed, suspended or ended: not now
@@ -299,21 +305,26 @@ class TimerService:
         The command's reconcile marks the row fired (or moves a cycle to its next due time) and
         writes the timer-fired audit event with actor ``system:timer``."""
 
-        def fire(command) -> None:
+        def fire(command) -> bool:
             row = self._locked_row(command.session, claim.id, instance_id=claim.instance_id)
             if row is None or row.status != WAITING or row.due_at != claim.due_at:
-                raise StaleTimer(f"timer {claim.id} was fired or changed by someone else")
-            task = find_task(command.workflow, claim.spiff_task_id)
-            if task is None or task.state != _waiting_state():
-                raise StaleTimer(f"the timer task of {claim.element_id} is no longer waiting")
-            due = timer_due(task)
-            if due is None or due > claim.due_at:
-                raise StaleTimer(f"{claim.element_id} is not due at {claim.due_at.isoformat()} (due {due})")
+                raise StaleTimer(f"timer {claim.id} was fired or changed by someone else")  # rolls back
             row.attempts, row.next_attempt_at, row.last_error = 0, None, None
             row.lock_owner, row.lock_until = None, None
-            # the command's refresh_timers() fires it: its clock reads the due time
+            task = find_task(command.workflow, claim.spiff_task_id)
+            due = timer_due(task) if task is not None and task.state == _waiting_state() else None
+            if due is None or due > claim.due_at:
+                # the row did not match the instance (it should not happen): run nothing, and let this
+                # command's reconcile correct the row from the Spiff state — never drop a waiting timer
+                command.run_engine = False
+                row.next_attempt_at = self.clock.now() + self.backoff(1)  # not again at once if unchanged
+                row.last_error = f"the timer task was not due at {claim.due_at.isoformat()} (due {due})"
+                return False
+            return True  # the command's refresh_timers() fires it: its clock reads the due time
 
-        self.instances.runner.run(claim.instance_id, fire, actor=events.ACTOR_TIMER, now=claim.due_at)
+        fired = self.instances.runner.run(claim.instance_id, fire, actor=events.ACTOR_TIMER, now=claim.due_at)
+        if not fired:
+            raise StaleTimer(f"{claim.element_id}: the timer row was out of date and has been corrected")
 
     def _locked_row(self, session: Session, timer_id: int, *, instance_id: str | None = None) -> Timer | None:
         """The timer row, locked for this transaction (lock order: instance row, then timer row)."""
@@ -323,16 +334,15 @@ class TimerService:
             session.execute(select(ProcessInstance.id).where(ProcessInstance.id == instance_id).with_for_update())
         return session.scalars(select(Timer).where(Timer.id == timer_id).with_for_update()).first()
 
-    def _settle_stale(self, claim: _Claim, reason: str) -> None:
+    def _settle_stale(self, claim: _Claim, stale: StaleTimer) -> None:
+        """Someone else fired or corrected the row: give the lease back (or close an obsolete schedule)."""
+        log.debug("timer %s skipped: %s", claim.id, stale)
+        if not stale.cancel:
+            self._release(claim)
+            return
         with self.database.transaction() as session:
-            row = session.get(Timer, claim.id)
-            if row is None:
-                return
-            if row.lock_owner == self.owner:
-                row.lock_owner, row.lock_until = None, None
-            if row.status == WAITING and row.due_at == claim.due_at:
-                row.status = CANCELLED
-                row.last_error = reason
+            session.execute(update(Timer).where(Timer.id == claim.id, Timer.status == WAITING).values(
+                status=CANCELLED, last_error=str(stale), lock_owner=None, lock_until=None))
 
     def _release(self, claim: _Claim) -> None:
         with self.database.transaction() as session:
@@ -546,12 +556,12 @@ class StartTimers:
         with self.timers.database.read() as session:
             definition = session.get(ProcessDefinition, claim.definition_id)
             if definition is None or definition.retired_at is not None:
-                raise StaleTimer("the process version was retired")
+                raise StaleTimer("the process version was retired", cancel=True)
             newer = session.scalar(select(func.count()).select_from(ProcessDefinition).where(
                 ProcessDefinition.key == definition.key, ProcessDefinition.version > definition.version,
                 ProcessDefinition.retired_at.is_(None), ProcessDefinition.executable.is_(True)))
             if newer:
-                raise StaleTimer("a newer version of the process was deployed")
+                raise StaleTimer("a newer version of the process was deployed", cancel=True)
 
         def start(command) -> None:
             row = self.timers._locked_row(command.session, claim.id)
