@@ -96,6 +96,7 @@ ESCAPES = {
     "print to file": "print('x', file=open('/tmp/x', 'w'))",
     "int to_bytes bomb": "x = (1).to_bytes(10**10, 'big')",
     "str translate": "x = 'a'.translate({97: 'b' * 1000})",
+    "dict view mapping": "d = {'a': 1}\nx = d.keys().mapping",
     "unbound str.join skips guards": "x = str.join(',', ['a' * 1000000] * 100)",
     "unbound str.ljust skips guards": "x = str.ljust('a', 10**10)",
     "unbound list.copy": "x = list.copy([1])",
@@ -303,6 +304,17 @@ def test_naive_datetimes_left_by_a_script_are_utc(sandbox):
     assert data["meeting"] == datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
     assert data["span"] == timedelta(hours=2)
     assert refused(sandbox, "tz = timezone.utc").kind == "InvalidData"
+
+
+def test_lazy_expression_values_are_read_inside_the_budget(sandbox):
+    assert sandbox.evaluate("(x * 2 for x in items)", {"items": [1, 2]}) == [2, 4]
+    assert sandbox.evaluate("map(str, items)", {"items": [1, 2]}) == ["1", "2"]
+    with pytest.raises(SandboxError) as caught:
+        sandbox.evaluate("(x for x in range(100000) for y in range(100000))")
+    assert caught.value.kind == "LimitExceeded"
+    with pytest.raises(SandboxError) as caught:
+        sandbox.evaluate("lambda: 1")
+    assert "not a function" in caught.value.message
 
 
 def test_expressions_do_not_change_the_data(sandbox):

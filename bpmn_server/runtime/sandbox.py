@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -203,7 +203,7 @@ _CLASS_ATTR_TYPES = frozenset({str, int, float, bool, list, dict, set, frozenset
 _CLASS_ATTRIBUTES = frozenset({"fromisoformat", "strptime", "combine", "fromtimestamp", "now", "today",
                                "fromordinal", "min", "max", "resolution", "utc"})
 # attributes that reach interpreter internals, format objects by attribute path, or allocate unchecked
-_DENIED_ATTRIBUTES = frozenset({"format", "format_map", "mro", "translate", "maketrans", "to_bytes"})
+_DENIED_ATTRIBUTES = frozenset({"format", "format_map", "mro", "translate", "maketrans", "to_bytes", "mapping"})
 _DENIED_PREFIXES = ("_", "gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_", "im_")
 _CHARGE_BYTES = 8  # one budget unit ≈ one reference; text is charged per 8 characters
 _MAX_ZIP = 32
@@ -818,7 +818,7 @@ class Sandbox:
         """The value of an expression (JUEL or Python) over the data; the data is not changed."""
         compiled = self.compile_expression(expression)
         scope, guards = self._scope(data, external)
-        return self._run(compiled, scope, guards, eval)
+        return self._run(compiled, scope, guards, _evaluate_to_value)
 
     def execute(self, script: str, data: dict[str, Any], external: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run a script over ``data`` and update ``data`` in place with the variables it leaves.
@@ -967,6 +967,17 @@ def _to_data(name: str, value: Any, counter: _NodeCounter, depth: int = 0) -> An
         return [_to_data(name, item, counter, depth + 1) for item in items]
     raise SandboxError(f"the variable '{name}' holds a {type(value).__name__}, which cannot be stored "
                        "(use text, numbers, booleans, lists, dicts, datetimes or timedeltas)", kind="InvalidData")
+
+
+def _evaluate_to_value(code: Any, scope: dict[str, Any]) -> Any:
+    """An expression's value, with lazy iterators (generators, ``map``…) read while the budget still
+    runs — Spiff iterates a multi-instance collection after the run — and functions refused."""
+    value = eval(code, scope)  # noqa: S307 - restricted code compiled by _SandboxPolicy
+    if isinstance(value, Iterator):
+        return list(_current().sized_input(value))
+    if callable(value) and not isinstance(value, type):
+        raise _Refused("an expression must give a value, not a function")
+    return value
 
 
 def _error_line(filename: str, error: BaseException) -> int | None:
