@@ -270,6 +270,28 @@ def test_arithmetic_strings_and_comprehensions(sandbox):
     assert "pair" not in data
 
 
+def test_augmented_assignment_keeps_python_semantics(sandbox):
+    data = {"words": ["a", "b", "a"]}
+    sandbox.execute(
+        "counts = {}\n"
+        "for w in words:\n"
+        "    counts[w] = counts.get(w, 0)\n"
+        "    counts[w] += 1\n"
+        "alias = words\n"
+        "words += ['c']\n"  # extends in place: alias sees it
+        "n = 10\n"
+        "n -= 3\n"
+        "n *= 2\n"
+        "grid = [[0, 0]]\n"
+        "grid[0][1] += 5\n",
+        data,
+    )
+    assert data["counts"] == {"a": 2, "b": 1}
+    assert data["alias"] == ["a", "b", "a", "c"] and data["words"] == ["a", "b", "a", "c"]
+    assert data["n"] == 14 and data["grid"] == [[0, 5]]
+    assert refused(sandbox, "xs = ['a']\nxs[0] *= 10**10").kind == "LimitExceeded"
+
+
 def test_exceptions_inside_scripts_can_be_handled(sandbox):
     data: dict = {}
     sandbox.execute("try:\n    x = 1 / 0\nexcept ZeroDivisionError as e:\n    x = 'failed: ' + str(e.args[0])", data)

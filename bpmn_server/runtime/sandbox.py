@@ -149,6 +149,34 @@ class _SandboxPolicy(RestrictingNodeTransformer):
         copy_locations(call, node)
         return call
 
+    _GUARDED_AUGMENTED = {ast.Add: "_iadd_", ast.Mult: "_imul_", ast.Pow: "_pow_", ast.LShift: "_lshift_",
+                          ast.Mod: "_mod_"}
+
+    def visit_AugAssign(self, node):
+        """``n += 1`` stays a native in-place operation (cheap); the size-sensitive operators become
+        ``n = _iadd_(n, 1)``; attribute and item targets are refused by RestrictedPython."""
+        if isinstance(node.target, ast.Subscript):  # counts[k] += 1
+            node = self.node_contents_visit(node)
+            target = node.target
+            call = ast.Call(func=ast.Name("_augitem_", ast.Load()),
+                            args=[target.value, target.slice, ast.Constant(type(node.op).__name__), node.value],
+                            keywords=[])
+            statement = ast.Expr(call)
+            copy_locations(statement, node)
+            return ast.fix_missing_locations(statement)
+        if not isinstance(node.target, ast.Name):
+            return super().visit_AugAssign(node)
+        node = self.node_contents_visit(node)
+        self.check_name(node.target, node.target.id)
+        guard = self._GUARDED_AUGMENTED.get(type(node.op))
+        if guard is None:
+            return node
+        assign = ast.Assign(targets=[ast.Name(node.target.id, ast.Store())],
+                            value=ast.Call(func=ast.Name(guard, ast.Load()),
+                                           args=[ast.Name(node.target.id, ast.Load()), node.value], keywords=[]))
+        copy_locations(assign, node)
+        return ast.fix_missing_locations(assign)
+
     def visit_FormattedValue(self, node):
         node = self.node_contents_visit(node)
         spec = node.format_spec if node.format_spec is not None else ast.Constant("")
@@ -327,16 +355,43 @@ class _Guards:
             self.check_length(len(left) + len(right), "string" if isinstance(left, str | bytes) else "list")
         return left + right
 
+    def iadd(self, left: Any, right: Any) -> Any:
+        """``x += y``: the checks of ``+``, then Python's in-place add (a list is extended in place)."""
+        if type(left) in _SEQUENCES and type(right) in _SEQUENCES:
+            self.check_length(len(left) + len(right), "string" if isinstance(left, str | bytes) else "list")
+        elif type(left) is list:
+            right = list(self.sized_input(right))
+            self.check_length(len(left) + len(right), "list")
+        left += right
+        return left
+
+    def augitem(self, container: Any, key: Any, op: str, value: Any) -> None:
+        """``container[key] op= value`` with the guards of reading, writing and the operator."""
+        current = self.getitem(container, key)
+        guarded = {"Add": self.iadd, "Mult": self.imul, "Pow": self.power, "LShift": self.lshift,
+                   "Mod": self.mod}.get(op)
+        result = guarded(current, value) if guarded is not None else _AUGMENTED[op](current, value)
+        self.write(container)[key] = result
+
+    def imul(self, left: Any, right: Any) -> Any:
+        if type(left) is list:
+            self._check_repeat(left, right)
+            left *= right
+            return left
+        return self.mul(left, right)
+
     def mul(self, left: Any, right: Any) -> Any:
         if type(left) is int and type(right) is int:
-            self.check_int_bits(left.bit_length() + right.bit_length())
+            bits = left.bit_length() + right.bit_length()
+            if bits > 1024:  # small products cost nothing worth counting
+                self.check_int_bits(bits)
         elif type(left) is not float and type(right) is not float:
             self._check_repeat(left, right)
             self._check_repeat(right, left)
         return left * right
 
     def mod(self, left: Any, right: Any) -> Any:
-        if isinstance(left, str | bytes):
+        if type(left) is str or type(left) is bytes:
             self._check_percent_format(left, right)
         return left % right
 
@@ -368,14 +423,6 @@ class _Guards:
                         f"a format width of {part} is over the limit of {self.limits.max_format_width}")
         self.measure(args)
         self.check_length(len(text), "string")
-
-    def inplacevar(self, op: str, target: Any, value: Any) -> Any:
-        if op == "+=":
-            return self.add(target, value)
-        guarded = {"*=": self.mul, "**=": self.power, "<<=": self.lshift, "%=": self.mod}.get(op)
-        if guarded is not None:
-            return guarded(target, value)
-        return _INPLACE[op](target, value)
 
     def format(self, value: Any, spec: Any = "", conversion: int = -1) -> str:
         """``format()``, f-string fields and their conversions, with format widths limited."""
@@ -551,10 +598,6 @@ class _Guards:
             self.output_size += len(text)
 
 
-_INPLACE = {"-=": operator.isub, "/=": operator.itruediv, "//=": operator.ifloordiv, ">>=": operator.irshift,
-            "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul}
-
-
 def _sized_join(guards: _Guards, sep: Any, method: Callable) -> Callable:
     def join(items: Iterable) -> Any:
         items = list(guards.sized_input(items))
@@ -615,6 +658,10 @@ def _sized_expandtabs(guards: _Guards, text: Any, method: Callable) -> Callable:
 
     return expandtabs
 
+
+_AUGMENTED = {"Sub": operator.isub, "Div": operator.itruediv, "FloorDiv": operator.ifloordiv,
+              "RShift": operator.irshift, "BitAnd": operator.iand, "BitOr": operator.ior, "BitXor": operator.ixor,
+              "MatMult": operator.imatmul}
 
 _SIZED_STR_METHODS = {"join": _sized_join, "replace": _sized_replace, "ljust": _sized_pad, "rjust": _sized_pad,
                       "center": _sized_pad, "zfill": _sized_pad, "expandtabs": _sized_expandtabs,
@@ -857,9 +904,10 @@ class Sandbox:
         scope: dict[str, Any] = {
             "__builtins__": builtins, "__name__": "script",
             "_getattr_": guards.getattr, "_getitem_": guards.getitem, "_getiter_": guards.getiter,
-            "_write_": guards.write, "_apply_": guards.apply, "_inplacevar_": guards.inplacevar,
+            "_write_": guards.write, "_apply_": guards.apply,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence, "_unpack_sequence_": guarded_unpack_sequence,
-            "_add_": guards.add, "_mul_": guards.mul, "_pow_": guards.power, "_lshift_": guards.lshift,
+            "_add_": guards.add, "_mul_": guards.mul, "_iadd_": guards.iadd, "_imul_": guards.imul,
+            "_augitem_": guards.augitem, "_pow_": guards.power, "_lshift_": guards.lshift,
             "_mod_": guards.mod, "_sized_": guards.sized_input, "_format_": guards.format, "_mapping_": guards.mapping, "_tick_": budget.tick,
             "_print_": lambda _getattr=None: _Printer(guards),
         }
@@ -941,6 +989,9 @@ class _NodeCounter:
 def _to_data(name: str, value: Any, counter: _NodeCounter, depth: int = 0) -> Any:
     """A JSON-like copy of a value a script left in the data; tuples and sets become lists."""
     counter.add(name)
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if depth > 100:
         raise SandboxError(f"the variable '{name}' is nested too deeply", kind="InvalidData")
     if isinstance(value, _SCALARS) or isinstance(value, _dt.timedelta):
