@@ -223,6 +223,13 @@ def test_scripts_cannot_change_what_later_scripts_see(sandbox):
     assert fresh == {"xs": [3, 1, 2], "n": 3, "first": 1, "f": 2}
 
 
+def test_underscore_variables_cannot_replace_the_guards_and_are_kept(sandbox):
+    data = {"_getattr_": "x", "__builtins__": {}, "_note": "kept", "n": 1}
+    sandbox.execute("m = n + len([1, 2])\ns = 'a'.upper()", data)
+    assert data == {"_getattr_": "x", "__builtins__": {}, "_note": "kept", "n": 1, "m": 3, "s": "A"}
+    assert refused(sandbox, "x = ().__class__", {"_getattr_": "x"}).kind == "Refused"
+
+
 def test_non_storable_values_are_refused(sandbox):
     error = refused(sandbox, "g = (i for i in [1])")
     assert error.kind == "InvalidData" and "'g'" in error.message

@@ -3,8 +3,7 @@ builtins, guarded attribute/item/iteration access, no imports, a per-run CPU-tim
 caps on every operation that can allocate a lot at once (``'a' * 10**10``, ``10**10**10``).
 
 The CPU budget is counted by the script itself: the compiler inserts a ``_tick_()`` into every loop
-body, function body and lambda, and every iteration through ``_getiter_`` counts too; every
-``CHECK_EVERY`` ticks the run's ``time.thread_time()`` is compared with its deadline. No signal, no
+body, function body, lambda and comprehension filter; every ``CHECK_EVERY`` ticks the run's ``time.thread_time()`` is compared with its deadline. No signal, no
 ``sys.settrace``, nothing global: each run has its own budget, so it works in any thread. See
 docs/sandbox.md for what is allowed, the limits and what is knowingly not covered.
 """
@@ -878,7 +877,7 @@ class Sandbox:
         self._run(compiled, scope, guards, exec)
         reserved = self._names
         external = external or {}
-        updated: dict[str, Any] = {}
+        updated: dict[str, Any] = {k: v for k, v in data.items() if isinstance(k, str) and k.startswith("_")}
         counter = _NodeCounter(self.limits.max_items)
         for name, value in scope.items():
             if name.startswith("_") or (name in reserved and value is reserved[name]):
@@ -912,10 +911,11 @@ class Sandbox:
             "_print_": lambda _getattr=None: _Printer(guards),
         }
         scope.update(self._names)
-        if external:
-            scope.update(external)
-        if data:
-            scope.update(data)
+        # names starting with "_" are the guards' (and unreachable from a script anyway): data never
+        # replaces them
+        for source in (external, data):
+            if source:
+                scope.update((k, v) for k, v in source.items() if not (isinstance(k, str) and k.startswith("_")))
         return scope, guards
 
     def _run(self, compiled: _Compiled, scope: dict[str, Any], guards: _Guards, runner: Callable) -> Any:
