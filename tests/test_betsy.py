@@ -46,3 +46,29 @@ def test_known_failures_name_real_cases(betsy_dir):
     unknown = sorted(set(KNOWN) - names)
     assert not unknown, f"known_failures.toml lists cases that do not exist: {unknown}"
     assert all(reason.strip() for reason in KNOWN.values()), "every known failure needs its reason"
+
+
+def test_traces_compare_as_multisets_and_plain_error_takes_any_error_token():
+    from conformance.cases import traces_match
+
+    assert traces_match(("SCRIPT_task1", "SCRIPT_task2"), ["SCRIPT_task2", "SCRIPT_task1"])
+    assert not traces_match(("SCRIPT_task1", "SCRIPT_task1"), ["SCRIPT_task1"])  # counts matter
+    assert traces_match(("ERROR",), ["ERROR_deployment"])
+    assert traces_match(("ERROR",), ["ERROR_runtime"])
+    assert not traces_match(("ERROR",), [])
+    assert not traces_match(("ERROR_runtime",), ["ERROR_deployment"])
+    assert traces_match((), [])
+
+
+def test_script_tokens_become_python_and_conditions_stay_as_written(betsy_dir):
+    from lxml import etree
+
+    from conformance.cases import BPMN_NS, prepare_model
+
+    model = prepare_model(betsy_dir / "bpmn" / "basics" / "SequenceFlow_Conditional.bpmn")
+    root = etree.fromstring(model.source)
+    scripts = [s.text for s in root.iter(f"{{{BPMN_NS}}}script")]
+    assert all("SCRIPT_task" not in s or "trace = trace + [" in s for s in scripts)
+    assert model.tokens == {"start": "CREATE_LOG_FILE", "ScriptTask_1": "SCRIPT_task1", "end": "SCRIPT_task2"}
+    conditions = [c.text.strip() for c in root.iter(f"{{{BPMN_NS}}}conditionExpression")]
+    assert conditions == ['test.contains("a")']  # evaluated by the server's own expression translation
