@@ -6,23 +6,53 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from ..errors import BpmnServerError
 from .problems import from_domain_error, from_http_exception
 
 API_TITLE = "bpmn_server"
 API_VERSION = "v1"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+MAX_ROW_ID = 2**31 - 1  # PostgreSQL INTEGER
 
 
 class ProblemApi(Api):
-    """flask-smorest's Api with problem+json for every HTTP error."""
+    """flask-smorest's Api with problem+json for every HTTP error, documented as such."""
+
+    def _register_responses(self):
+        """Document every error answer as ``application/problem+json`` with the Problem schema."""
+        import http
+
+        from flask_smorest.spec import prepare_response
+
+        from .schemas import ProblemSchema
+
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["schema"] = ProblemSchema
+            prepare_response(response, self.spec, PROBLEM_CONTENT_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "An error, as RFC 9457 problem details", "schema": ProblemSchema}
+        prepare_response(response, self.spec, PROBLEM_CONTENT_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
     def handle_http_exception(self, error: HTTPException):
         return from_http_exception(error)
 
 
+class RowIdConverter(IntegerConverter):
+    """``<int:…>`` limited to what a database integer column holds: a larger id is a 404, not a 500."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ROW_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def init_app(app: Flask) -> Api:
     """Register the API blueprints and error mapping on the app."""
+    app.url_map.converters["int"] = RowIdConverter
     app.config.setdefault("API_TITLE", API_TITLE)
     app.config.setdefault("API_VERSION", API_VERSION)
     app.config.setdefault("OPENAPI_VERSION", "3.1.0")
@@ -39,6 +69,7 @@ def init_app(app: Flask) -> Api:
             "security": [{"bearer": []}],
         },
     )
+    api.register_converter(RowIdConverter, lambda _c: {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID})
     app.register_error_handler(BpmnServerError, from_domain_error)
 
     from . import definitions, health, identity, metrics
