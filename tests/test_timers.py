@@ -566,3 +566,22 @@ def test_a_timer_row_out_of_step_with_the_instance_is_corrected_not_dropped(runt
     clock.set(right)
     assert runtime.timers.fire_due().fired == 1
     assert status_of(database, instance.id) == "completed"
+
+
+def test_a_failing_start_timer_ends_failed_and_visible_not_lost(runtime, database, clock, monkeypatch):
+    runtime.identity.bootstrap_admin()
+    deploy(runtime, timer_models.timer_start(text="R/PT1H"))
+    runtime.timers.start_timers.sync()
+    monkeypatch.setattr(runtime.instances.runner, "start", lambda *a, **k: (_ for _ in ()).throw(
+        OSError("no space left on device")))
+    clock.advance(timedelta(hours=1))
+    for _ in range(runtime.settings.timer_max_attempts):
+        runtime.timers.fire_due()
+        clock.advance(timedelta(hours=1))
+    [failed] = runtime.timers.list_timers(ADMIN, status="failed")[0]
+    assert failed.kind == "start" and "no space left" in failed.last_error
+    assert [n.kind for n in notifications_of(runtime, "admin")] == ["timer.incident"]
+    assert rows(database, ProcessInstance) == []
+    monkeypatch.undo()
+    runtime.timers.retry(ADMIN, failed.id)
+    assert len(runtime.timers.fire_due().started) == 1
