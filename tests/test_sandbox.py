@@ -412,6 +412,18 @@ def test_name_error_suggests_the_near_miss(sandbox):
     assert error.line == 1 and error.source_line == "total = amout * 2"
 
 
+def test_expression_errors_show_the_expression_as_written(sandbox):
+    with pytest.raises(SandboxError) as caught:
+        sandbox.evaluate("${amout > 5 && !rejected}", {"amount": 3, "rejected": False})
+    assert caught.value.source_line == "${amout > 5 && !rejected}"
+    assert caught.value.suggestion == "amount"
+
+
+def test_long_exception_text_is_cut(sandbox):
+    error = refused(sandbox, "raise ValueError('x' * 100000)")
+    assert error.kind == "ValueError" and len(error.message) < 1000
+
+
 def test_syntax_error_names_the_line(sandbox):
     error = refused(sandbox, "x = 1\ny = (2 +\n")
     assert error.kind == "SyntaxError" and error.line in (2, 3)

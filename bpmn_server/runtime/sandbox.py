@@ -23,7 +23,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -235,6 +235,7 @@ _DENIED_PREFIXES = ("_", "gi_", "cr_", "ag_", "f_", "tb_", "co_", "func_", "im_"
 _CHARGE_BYTES = 8  # one budget unit ≈ one reference; text is charged per 8 characters
 _MAX_ZIP = 32
 _MAX_ROUND_DIGITS = 1000
+_MAX_MESSAGE = 500  # characters of a script's exception text kept in the error
 
 _CURRENT: ContextVar[_Guards | None] = ContextVar("bpmn_server_sandbox_run", default=None)
 
@@ -772,8 +773,9 @@ def _helpers(now: Callable[[], _dt.datetime]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class _Compiled:
     code: Any
-    source: str
+    source: str  # the Python that runs (for an expression: the translation of what the model says)
     filename: str
+    written: str | None = None  # an expression as written in the model (JUEL or Python)
 
 
 class Sandbox:
@@ -807,7 +809,11 @@ class Sandbox:
             source = to_python(expression)
         except ExpressionSyntaxError as error:
             raise SandboxError(str(error), kind="SyntaxError", line=1, source_line=expression.strip()) from None
-        compiled = self._compile(source, "eval", EXPRESSION_FILENAME)
+        try:
+            compiled = replace(self._compile(source, "eval", EXPRESSION_FILENAME), written=expression.strip())
+        except SandboxError as error:
+            error.source_line = expression.strip()
+            raise
         self._store(key, compiled)
         return compiled
 
@@ -948,7 +954,10 @@ class Sandbox:
             if matches:
                 suggestion = matches[0]
                 message = f"{message}; did you mean '{suggestion}'?"
-        source_line = _line(compiled.source.splitlines(), line) if line else None
+        if compiled.written is not None:
+            source_line = compiled.written
+        else:
+            source_line = _line(compiled.source.splitlines(), line) if line else None
         return SandboxError(message, kind=kind, line=line, source_line=source_line, suggestion=suggestion)
 
     def _check_data_size(self, data: Mapping[str, Any]) -> None:
@@ -1052,7 +1061,12 @@ def _plain(message: str) -> str:
 
 
 def _describe(error: BaseException) -> str:
-    detail = str(error)
+    try:
+        detail = str(error)
+    except Exception:  # noqa: BLE001 - an exception whose text cannot be made still gets reported
+        detail = ""
+    if len(detail) > _MAX_MESSAGE:
+        detail = detail[:_MAX_MESSAGE] + "…"
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
