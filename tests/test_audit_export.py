@@ -249,3 +249,22 @@ def test_exports_of_200000_events_run_in_flat_memory(tmp_path, clock):
         assert large_peak < 30_000_000, (format, large_peak)
     print(f"200k events: peaks {large}, {time.monotonic() - started:.1f}s")  # noqa: T201 - context in -s runs
     database.dispose()
+
+
+def test_ocel_names_each_business_object_once_however_it_was_set(database, clock):
+    with database.transaction() as s:
+        for instance, variables in (("i1", {"orderId": "A-1", "customer_id": 17}),
+                                    ("i2", {"order_id": "A-1", "customerId": "17", "userId": "u1"}),
+                                    ("i3", {"orderId": 5.5, "flagId": True, "note": "no id"})):
+            record(s, ev.VARIABLES_CHANGED, actor="carl", timestamp=clock.now(), instance_id=instance,
+                   data=ev.variables_delta({}, variables))
+        record(s, ev.TASK_CREATED, actor="carl", timestamp=clock.now(), instance_id="i1", element_id="t")
+        record(s, ev.TASK_COMPLETED, actor="carl", timestamp=clock.now(), instance_id="i1", element_id="t")
+    log = assert_valid_ocel(_export(AuditService(database, clock), "ocel"))
+
+    business = sorted(o["id"] for o in log["objects"] if o["type"] not in {"process_instance", "user", "task"})
+    assert business == ["customer:17", "order:A-1", "user_object:u1"]
+    assert [o["id"] for o in log["objects"] if o["type"] == "task"] == ["task:i1/t"]
+    second = log["events"][1]["relationships"]
+    assert {"objectId": "order:A-1", "qualifier": "sets order_id"} in second
+    assert {"objectId": "customer:17", "qualifier": "sets customerId"} in second

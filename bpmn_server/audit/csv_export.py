@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from sqlalchemy import select
 
 from ..store import Database
-from .query import EXPORT_COLUMNS, AuditFilter, chunked, stream_rows, table, timestamp_text
+from .query import EXPORT_COLUMNS, EXPORT_FIELDS, AuditFilter, chunked, stream_rows, table, timestamp_text
 
-HEADER = [column.name for column in EXPORT_COLUMNS]
+HEADER = list(EXPORT_FIELDS)
+_TIMESTAMP = HEADER.index("timestamp")
 
 
 def export_csv(database: Database, filters: AuditFilter | None = None) -> Iterator[bytes]:
@@ -30,17 +31,11 @@ def _csv_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
     statement = select(*EXPORT_COLUMNS).where(*filters.conditions()).order_by(table.c.sequence)
     with database.read() as session:
         for row in stream_rows(session, statement):
-            writer.writerow([_cell(name, value) for name, value in zip(HEADER, row, strict=True)])
+            values = list(row)  # csv writes None as an empty cell and data is already JSON text
+            values[_TIMESTAMP] = timestamp_text(values[_TIMESTAMP], "microseconds")
+            writer.writerow(values)
             if buffer.tell() >= 16384:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
     yield buffer.getvalue()
-
-
-def _cell(name: str, value) -> str:
-    if value is None:
-        return ""
-    if name == "timestamp":
-        return timestamp_text(value, "microseconds")
-    return str(value)  # data is already JSON text

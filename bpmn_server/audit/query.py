@@ -18,7 +18,13 @@ COLUMNS = list(table.c)
 # What the exports read: every column, but ``data`` as its stored JSON text. An export writes that
 # text out as it is, so it does not parse and re-serialize every event's data (which was half the
 # export time); the few places that look inside it parse it themselves.
-EXPORT_COLUMNS = [cast(c, Text).label(c.name) if c.name == "data" else c for c in table.c]
+# Exporters unpack rows in this order (unpacking is several times cheaper than row.attribute).
+EXPORT_FIELDS = (
+    "sequence", "event_id", "timestamp", "event_type", "instance_id", "definition_key",
+    "definition_version", "element_id", "element_name", "element_type", "transition", "actor",
+    "group", "data", "prev_hash", "hash",
+)
+EXPORT_COLUMNS = [cast(table.c.data, Text).label("data") if name == "data" else table.c[name] for name in EXPORT_FIELDS]
 BATCH_SIZE = 2000
 CHUNK_CHARS = 64 * 1024
 
@@ -61,8 +67,8 @@ def _utc(moment: datetime) -> datetime:
 def stream_rows(session: Session, statement: Select, batch_size: int = BATCH_SIZE) -> Iterator[Row]:
     """Rows of ``statement`` fetched ``batch_size`` at a time (a server-side cursor on PostgreSQL).
 
-    Plain rows (``row.actor``), not mappings: an export touches every column of every event, and
-    attribute access costs about half as much.
+    Plain rows, not mappings: an export touches every column of every event, and unpacking a row
+    costs a fraction of looking its columns up by name.
     """
     result = session.execute(statement.execution_options(yield_per=batch_size))
     for partition in result.partitions():

@@ -75,55 +75,59 @@ def _xes_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
     with database.read() as session:
         current = None
         for row in stream_rows(session, statement):
-            if row.instance_id != current:
+            instance_id = row[4]  # EXPORT_FIELDS order
+            if instance_id != current:
                 if current is not None:
                     yield "\t</trace>\n"
-                current = row.instance_id
-                yield _trace_open(row)
+                current = instance_id
+                yield _trace_open(instance_id, row[5], row[6])
             yield _event(row)
         if current is not None:
             yield "\t</trace>\n"
     yield "</log>\n"
 
 
-def _trace_open(row) -> str:
-    text = f'\t<trace>\n\t\t<string key="concept:name" value="{xml_attr(row.instance_id)}"/>\n'
-    if row.definition_key is not None:
-        text += f'\t\t<string key="bpmn:processKey" value="{xml_attr(row.definition_key)}"/>\n'
-    if row.definition_version is not None:
-        text += f'\t\t<int key="bpmn:processVersion" value="{int(row.definition_version)}"/>\n'
+def _trace_open(instance_id: str, definition_key: str | None, definition_version: int | None) -> str:
+    text = f'\t<trace>\n\t\t<string key="concept:name" value="{xml_attr(instance_id)}"/>\n'
+    if definition_key is not None:
+        text += f'\t\t<string key="bpmn:processKey" value="{xml_attr(definition_key)}"/>\n'
+    if definition_version is not None:
+        text += f'\t\t<int key="bpmn:processVersion" value="{int(definition_version)}"/>\n'
     return text
 
 
-def activity_name(row) -> str:
+def activity_name(event_type: str, element_name: str | None, element_id: str | None) -> str:
     """concept:name of an event: the element for element lifecycle events, else the event type."""
-    kind = EVENT_TYPES.get(row.event_type)
+    kind = EVENT_TYPES.get(event_type)
     if kind is not None and kind.activity:
-        return row.element_name or row.element_id or row.event_type
-    return row.event_type
+        return element_name or element_id or event_type
+    return event_type
 
 
 def _event(row) -> str:
-    """One XES event; written as one string because this runs once per exported event."""
-    kind = EVENT_TYPES.get(row.event_type)
-    transition = row.transition or (kind.transition if kind else COMPLETE)
+    """One XES event, from a row unpacked into locals: this runs once per exported event."""
+    (sequence, event_id, timestamp, event_type, _, _, _, element_id, element_name, element_type,
+     transition, actor, group, data, _, _) = row
+    if transition is None:
+        kind = EVENT_TYPES.get(event_type)
+        transition = kind.transition if kind else COMPLETE
     optional = ""
-    if row.group is not None:
-        optional += f'\t\t\t<string key="org:group" value="{xml_attr(row.group)}"/>\n'
-    if row.element_id is not None:
-        optional += f'\t\t\t<string key="bpmn:elementId" value="{xml_attr(row.element_id)}"/>\n'
-    if row.element_type is not None:
-        optional += f'\t\t\t<string key="bpmn:elementType" value="{xml_attr(row.element_type)}"/>\n'
-    if row.data and row.data != "{}":
-        optional += f'\t\t\t<string key="audit:data" value="{xml_attr(row.data)}"/>\n'
+    if group is not None:
+        optional += f'\t\t\t<string key="org:group" value="{xml_attr(group)}"/>\n'
+    if element_id is not None:
+        optional += f'\t\t\t<string key="bpmn:elementId" value="{xml_attr(element_id)}"/>\n'
+    if element_type is not None:
+        optional += f'\t\t\t<string key="bpmn:elementType" value="{xml_attr(element_type)}"/>\n'
+    if data and data != "{}":
+        optional += f'\t\t\t<string key="audit:data" value="{xml_attr(data)}"/>\n'
     return (
         "\t\t<event>\n"
-        f'\t\t\t<string key="concept:name" value="{xml_attr(activity_name(row))}"/>\n'
+        f'\t\t\t<string key="concept:name" value="{xml_attr(activity_name(event_type, element_name, element_id))}"/>\n'
         f'\t\t\t<string key="lifecycle:transition" value="{xml_attr(transition)}"/>\n'
-        f'\t\t\t<string key="org:resource" value="{xml_attr(row.actor)}"/>\n'
-        f'\t\t\t<date key="time:timestamp" value="{timestamp_text(row.timestamp)}"/>\n'
-        f'\t\t\t<string key="audit:eventType" value="{xml_attr(row.event_type)}"/>\n'
-        f'\t\t\t<int key="audit:sequence" value="{int(row.sequence)}"/>\n'
-        f'\t\t\t<id key="audit:eventId" value="{xml_attr(row.event_id)}"/>\n'
+        f'\t\t\t<string key="org:resource" value="{xml_attr(actor)}"/>\n'
+        f'\t\t\t<date key="time:timestamp" value="{timestamp_text(timestamp)}"/>\n'
+        f'\t\t\t<string key="audit:eventType" value="{xml_attr(event_type)}"/>\n'
+        f'\t\t\t<int key="audit:sequence" value="{int(sequence)}"/>\n'
+        f'\t\t\t<id key="audit:eventId" value="{xml_attr(event_id)}"/>\n'
         f"{optional}\t\t</event>\n"
     )
