@@ -39,6 +39,7 @@ from ..clock import Clock
 from ..errors import BpmnServerError, Conflict, NotFound, PreconditionFailed, ScriptError
 from ..store import Database
 from ..store.models import Incident, ProcessDefinition, ProcessInstance, new_id
+from .compaction import CHECK_EVERY, compact
 from .engine import COMMAND_NOW, Engine
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,7 @@ class CommandRunner:
             command.audit(events.INSTANCE_COMPLETED)
         command.thrown = [e for e in workflow.get_events()
                           if isinstance(e.event_definition, MessageEventDefinition | SignalEventDefinition)]
+        compact(workflow)
         instance.state = self.engine.dump(workflow)
         # the instance row first (its row-version check, and the row the projections refer to), then
         # the projections without intermediate flushes, then one flush before the audit head is locked
@@ -305,10 +307,16 @@ class CommandRunner:
         """Fire due timers and run engine steps until the instance waits; a failure becomes an incident."""
         workflow = command.workflow
 
+        steps = 0
+
         def completed(task) -> None:
+            nonlocal steps
             spec = task.task_spec
             if is_bpmn_element(spec) and not spec.manual and not is_external_catch(spec):
                 command.audit_task(events.ELEMENT_COMPLETED, task)
+            steps += 1
+            if steps % CHECK_EVERY == 0:  # a long engine run (a loop) must not outgrow Spiff's lookups
+                compact(workflow)
 
         try:
             workflow.refresh_timers()
