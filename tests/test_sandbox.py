@@ -541,23 +541,28 @@ def test_values_a_script_leaves_survive_the_stored_state():
     assert isinstance(data["day"], str) and date.fromisoformat(data["day"])  # a date is stored as ISO text
 
 
-def test_a_script_exception_is_an_incident_not_a_bpmn_error():
-    """An error boundary on the script task does not catch a Python exception (docs/sandbox.md)."""
-    model = definitions("""
+def _guarded_script(script: str, error_ref: str = "") -> bytes:
+    """A script task with an error boundary event (catching ``error_ref``, or every error)."""
+    return definitions(f"""
+  <bpmn:error id="invalid" name="Invalid amount" errorCode="INVALID_AMOUNT"/>
   <bpmn:process id="approval" isExecutable="true">
     <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
     <bpmn:scriptTask id="calc" scriptFormat="python"><bpmn:incoming>f1</bpmn:incoming>
-      <bpmn:outgoing>f2</bpmn:outgoing><bpmn:script>raise ValueError('no price')</bpmn:script></bpmn:scriptTask>
+      <bpmn:outgoing>f2</bpmn:outgoing><bpmn:script>{script}</bpmn:script></bpmn:scriptTask>
     <bpmn:boundaryEvent id="onError" attachedToRef="calc"><bpmn:outgoing>f3</bpmn:outgoing>
-      <bpmn:errorEventDefinition/></bpmn:boundaryEvent>
+      <bpmn:errorEventDefinition{f' errorRef="{error_ref}"' if error_ref else ""}/></bpmn:boundaryEvent>
     <bpmn:endEvent id="done"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
     <bpmn:endEvent id="handled"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="calc"/>
     <bpmn:sequenceFlow id="f2" sourceRef="calc" targetRef="done"/>
     <bpmn:sequenceFlow id="f3" sourceRef="onError" targetRef="handled"/>
   </bpmn:process>""")
+
+
+def test_a_script_exception_is_an_incident_not_a_bpmn_error():
+    """An error boundary on the script task does not catch a Python exception (docs/sandbox.md)."""
     with pytest.raises(ScriptError) as caught:
-        _run(model, {})
+        _run(_guarded_script("raise ValueError('no price')"), {})
     assert caught.value.extra["error_type"] == "ValueError"
     assert "no price" in caught.value.detail and caught.value.extra["element_id"] == "calc"
 
@@ -597,3 +602,20 @@ def test_naive_timer_dates_are_utc_not_local_time(far_from_utc, time_date):
     workflow.refresh_timers()
     workflow.do_engine_steps()
     assert workflow.is_completed()
+
+
+@pytest.mark.parametrize("error_ref", ["invalid", ""])
+def test_a_script_raising_bpmn_error_is_caught_by_the_error_boundary(error_ref):
+    script = "if amount &lt; 0:\n    raise BpmnError('INVALID_AMOUNT', 'negative amount')\nok = True"
+    workflow = _run(_guarded_script(script, error_ref), {"amount": -5})
+    assert workflow.is_completed()
+    assert "handled" in _reached(workflow) and "done" not in _reached(workflow)
+    assert not workflow.bpmn_events
+
+
+def test_a_script_bpmn_error_that_nothing_catches_stays_visible():
+    script = "raise BpmnError('SOMETHING_ELSE')"
+    workflow = _run(_guarded_script(script, "invalid"), {})
+    assert not workflow.is_completed()
+    assert [t.task_spec.bpmn_id for t in workflow.get_tasks(state=TaskState.ERROR)] == ["calc"]
+    assert [e.event_definition.code for e in workflow.bpmn_events] == ["SOMETHING_ELSE"]

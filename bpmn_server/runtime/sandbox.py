@@ -33,7 +33,7 @@ from RestrictedPython.transformer import RestrictingNodeTransformer, copy_locati
 from ..errors import ScriptError
 from ..parser.expressions import ExpressionSyntaxError, to_python
 
-__all__ = ["Limits", "Sandbox", "SandboxError", "ScriptLimitExceeded"]
+__all__ = ["BpmnError", "Limits", "Sandbox", "SandboxError", "ScriptLimitExceeded", "ThrownBpmnError"]
 
 SCRIPT_FILENAME = "<script>"
 EXPRESSION_FILENAME = "<expression>"
@@ -68,6 +68,26 @@ class SandboxError(Exception):
 
 class ScriptLimitExceeded(BaseException):  # noqa: N818 - BaseException so ``except Exception`` cannot swallow it
     """A resource limit was hit; derived from BaseException and re-raised on every later tick."""
+
+
+class BpmnError(Exception):  # noqa: N818 - the name BPMN authors know (Camunda's BpmnError)
+    """``raise BpmnError("CODE", "message")`` in a script throws the BPMN error with that code, which
+    an error boundary event or error event sub-process can catch; any other exception is an incident."""
+
+    def __init__(self, code: Any, message: Any = None) -> None:
+        super().__init__(code, message)
+        self.code = str(code)[:200]
+        self.message = None if message is None else str(message)[:500]
+
+
+class ThrownBpmnError(Exception):  # noqa: N818 - a signal to the script engine, not a failure
+    """A script raised ``BpmnError``: the engine throws it as a BPMN error event from the task."""
+
+    def __init__(self, code: str, message: str | None, line: int | None) -> None:
+        super().__init__(f"BPMN error '{code}'" + (f": {message}" if message else ""))
+        self.code = code
+        self.message = message
+        self.line = line
 
 
 class _Refused(Exception):  # noqa: N818 - raised into the script for a refused operation
@@ -743,7 +763,7 @@ _PLAIN_BUILTINS: dict[str, Any] = {
     "Exception": Exception, "ValueError": ValueError, "TypeError": TypeError, "KeyError": KeyError,
     "IndexError": IndexError, "LookupError": LookupError, "ArithmeticError": ArithmeticError,
     "ZeroDivisionError": ZeroDivisionError, "AssertionError": AssertionError, "RuntimeError": RuntimeError,
-    "NameError": NameError, "AttributeError": AttributeError,
+    "NameError": NameError, "AttributeError": AttributeError, "BpmnError": BpmnError,
     **_GUARDED_TYPES,
 }
 
@@ -933,6 +953,8 @@ class Sandbox:
             return result
         except ScriptLimitExceeded as error:
             raise self._error(compiled, error, "LimitExceeded", str(error), scope) from None
+        except BpmnError as error:
+            raise ThrownBpmnError(error.code, error.message, _error_line(compiled.filename, error)) from None
         except _Refused as error:
             raise self._error(compiled, error, "Refused", str(error), scope) from None
         except MemoryError as error:

@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import ErrorEventDefinition
 
 from ..errors import ScriptError
-from .sandbox import Sandbox, SandboxError, to_script_error
+from .sandbox import Sandbox, SandboxError, ThrownBpmnError, to_script_error
 
 __all__ = ["SandboxEnvironment", "SandboxScriptEngine", "make_script_engine"]
 
@@ -39,6 +40,9 @@ class SandboxEnvironment(TaskDataEnvironment):
             self.sandbox.execute(script, context, external_context)
         except SandboxError as error:
             raise to_script_error(error) from None
+        except ThrownBpmnError as thrown:  # no task to throw from (Spiff calls this only with one)
+            raise ScriptError(f"A script raised {thrown} outside a task", error_type="BpmnError",
+                              line=thrown.line) from None
         return True
 
     def call_service(self, context, **kwargs):
@@ -64,12 +68,25 @@ class SandboxScriptEngine(PythonScriptEngine):
         except SandboxError as error:
             raise self._task_error(task, error, "expression") from None
 
-    def execute(self, task, script: str, external_context=None) -> bool:
+    def execute(self, task, script: str, external_context=None) -> bool | None:
         try:
             self.sandbox.execute(script, task.data, external_context)
         except SandboxError as error:
             raise self._task_error(task, error, "script") from None
+        except ThrownBpmnError as thrown:
+            return self._throw_bpmn_error(task, thrown)
         return True
+
+    @staticmethod
+    def _throw_bpmn_error(task, thrown: ThrownBpmnError) -> bool | None:
+        """Throw the script's ``BpmnError`` from its task. Caught (error boundary, event sub-process):
+        the task stays started and the catching event cancels it. Not caught: the task is in error and
+        the error stays among the workflow's events, where the runtime turns it into an incident."""
+        top = task.workflow.top_workflow
+        pending = len(top.bpmn_events)
+        ErrorEventDefinition(thrown.code, code=thrown.code).throw(task)
+        caught = len(top.bpmn_events) == pending
+        return None if caught else False
 
     def call_service(self, task, **kwargs):
         spec = getattr(task, "task_spec", None)
