@@ -585,3 +585,18 @@ def test_a_failing_start_timer_ends_failed_and_visible_not_lost(runtime, databas
     monkeypatch.undo()
     runtime.timers.retry(ADMIN, failed.id)
     assert len(runtime.timers.fire_due().started) == 1
+
+
+def test_lateness_of_fired_timers_is_exported_as_a_metric(runtime, database, clock):
+    from bpmn_server.metrics import REGISTRY
+
+    def observed(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"kind": "intermediate"}) or 0.0
+
+    count, total = observed("bpmn_server_timer_lateness_seconds_count"), observed("bpmn_server_timer_lateness_seconds_sum")
+    deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
+    start(runtime, "wait")
+    clock.advance(timedelta(minutes=1, seconds=90))  # the worker comes 90 s late
+    assert runtime.timers.fire_due().fired == 1
+    assert observed("bpmn_server_timer_lateness_seconds_count") == count + 1
+    assert observed("bpmn_server_timer_lateness_seconds_sum") == pytest.approx(total + 90)

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client import Histogram
 from sqlalchemy import and_, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,7 @@ from ..audit.chain import record
 from ..clock import Clock
 from ..errors import BpmnServerError, Conflict, Forbidden, NotFound
 from ..identity.principal import Principal
+from ..metrics import REGISTRY, measured_command
 from ..parser.spec import timer_due
 from ..parser.timer_text import TimerTextError, parse_timer
 from ..settings import Settings
@@ -49,6 +51,14 @@ from ..store.models import Incident, ProcessDefinition, ProcessInstance, Timer, 
 from . import outbox
 
 log = logging.getLogger(__name__)
+
+TIMER_LATENESS = Histogram(
+    "bpmn_server_timer_lateness_seconds",
+    "How long after its due time a timer was fired (claim to commit included)",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+    registry=REGISTRY,
+)
 
 WAITING = "waiting"
 FIRED = "fired"
@@ -275,10 +285,11 @@ class TimerService:
         """Fire one claimed timer as its own command; on failure settle its row."""
         report = FireReport()
         try:
-            if claim.kind == START and claim.instance_id is None:
-                report.started.append(self.start_timers.fire(claim, now))
-            else:
-                self._fire_instance_timer(claim)
+            with measured_command("fire-timer"):
+                if claim.kind == START and claim.instance_id is None:
+                    report.started.append(self.start_timers.fire(claim, now))
+                else:
+                    self._fire_instance_timer(claim)
         except StaleTimer as stale:
             self._settle_stale(claim, stale)
             report.skipped += 1
@@ -297,6 +308,7 @@ class TimerService:
             report.retried += int(not failed)
         else:
             report.fired += 1
+            TIMER_LATENESS.labels(kind=claim.kind).observe(max((self.clock.now() - claim.due_at).total_seconds(), 0))
         return report
 
     def _fire_instance_timer(self, claim: _Claim) -> None:
