@@ -600,3 +600,10 @@ def test_lateness_of_fired_timers_is_exported_as_a_metric(runtime, database, clo
     assert runtime.timers.fire_due().fired == 1
     assert observed("bpmn_server_timer_lateness_seconds_count") == count + 1
     assert observed("bpmn_server_timer_lateness_seconds_sum") == pytest.approx(total + 90)
+
+
+def test_start_by_timer_runs_the_path_of_a_cycle_start_event(runtime, database):
+    definition = deploy(runtime, timer_models.timer_start(text="R/P1D"))
+    instance_id = runtime.instances.start_by_timer(definition, "tick", actor=events.ACTOR_TIMER)
+    assert status_of(database, instance_id) == "running"
+    assert [t.element_id for t in rows(database, HumanTask, HumanTask.instance_id == instance_id)] == ["check"]

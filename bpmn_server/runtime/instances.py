@@ -85,16 +85,16 @@ class InstanceService:
     def start_by_timer(self, definition: ProcessDefinition, element_id: str, *, actor: str,
                        now: datetime | None = None) -> str:
         """Start an instance whose timer start event ``element_id`` fires at once; returns its id."""
+        from .timers import fire_start_event
 
-        def fire_start_event(command: Command) -> None:
+        def start_event_fires(command: Command) -> None:
             workflow = command.workflow
             workflow.do_engine_steps()
             for task in workflow.get_tasks(state=TaskState.WAITING):
                 if task.task_spec.bpmn_id == element_id:
-                    task._set_internal_data(event_fired=True)
-                    task.task_spec._update(task)
+                    fire_start_event(task)  # also adds the path a cycle timer does not predict
 
-        command = self.runner.start(definition, actor=actor, action=fire_start_event, now=now)
+        command = self.runner.start(definition, actor=actor, action=start_event_fires, now=now)
         return command.instance.id
 
     def startable_definition(self, key: str | None, *, version: int | None = None,
