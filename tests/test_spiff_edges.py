@@ -380,3 +380,61 @@ def test_constructs_the_engine_would_run_wrongly_are_refused_with_a_finding(frag
     findings = validate(BpmnDocument.load(source))
     assert any(words in f.message and f.severity == "error" and f.rule == "not-executable-element"
                for f in findings), findings
+
+
+def complex_join(activation: str) -> bytes:
+    """split -> fast (script) and slow (1 h timer, then script) -> complex join [activation] -> after."""
+    return definitions(f"""
+  <bpmn:process id="cx" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="split"/>
+    <bpmn:complexGateway id="split"><bpmn:incoming>f0</bpmn:incoming>
+      <bpmn:outgoing>a0</bpmn:outgoing><bpmn:outgoing>b0</bpmn:outgoing></bpmn:complexGateway>
+    <bpmn:sequenceFlow id="a0" sourceRef="split" targetRef="fast"><bpmn:conditionExpression>true</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="b0" sourceRef="split" targetRef="wait"><bpmn:conditionExpression>${{go}}</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    {script("fast", ["a0"], ["a1"])}
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:incoming>b0</bpmn:incoming><bpmn:outgoing>b1</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>PT1H</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="b1" sourceRef="wait" targetRef="slow"/>
+    {script("slow", ["b1"], ["b2"])}
+    <bpmn:sequenceFlow id="a1" sourceRef="fast" targetRef="join"/>
+    <bpmn:sequenceFlow id="b2" sourceRef="slow" targetRef="join"/>
+    <bpmn:complexGateway id="join"><bpmn:incoming>a1</bpmn:incoming><bpmn:incoming>b2</bpmn:incoming>
+      <bpmn:outgoing>f9</bpmn:outgoing>
+      <bpmn:activationCondition>{activation}</bpmn:activationCondition></bpmn:complexGateway>
+    <bpmn:sequenceFlow id="f9" sourceRef="join" targetRef="after"/>
+    {script("after", ["f9"], ["f10"])}
+    <bpmn:sequenceFlow id="f10" sourceRef="after" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f10</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+
+
+@pytest.mark.parametrize(("activation", "before_timer", "at_the_end"), [
+    ("activationCount &gt;= 1", ["fast", "after"], ["fast", "after", "slow"]),  # fires at once, absorbs the late token
+    ("activationCount &gt;= 2", ["fast"], ["fast", "slow", "after"]),           # waits for both tokens
+])
+def test_complex_gateway_fires_when_its_activation_condition_holds(services, clock, activation, before_timer,
+                                                                   at_the_end):
+    from datetime import timedelta
+
+    from bpmn_server.identity.principal import system_principal
+
+    def ran(instance_id):
+        return [e["element_id"] for e in services.instances.history(instance_id)
+                if e["event_type"] == "element-completed" and e["element_type"] == "scriptTask"]
+
+    services.definitions.deploy(complex_join(activation), "cx.bpmn", "admin")
+    started = services.instances.start("cx", principal=system_principal("tester"), variables={"go": True})
+    assert ran(started.id) == before_timer
+    clock.advance(timedelta(hours=1))
+    services.timers.fire_due()
+    assert ran(started.id) == at_the_end
+    assert services.instances.get(started.id).status == "completed"
+
+
+def test_complex_gateway_split_takes_the_flows_whose_condition_holds():
+    workflow, ran = run(complex_join("activationCount &gt;= 1"), "cx", go=False)
+    assert ran == ["fast", "after"] and workflow.is_completed()

@@ -35,13 +35,14 @@ from SpiffWorkflow.bpmn.parser.event_parsers import (
     StartEventParser,
 )
 from SpiffWorkflow.bpmn.parser.ProcessParser import ProcessParser
-from SpiffWorkflow.bpmn.parser.task_parsers import ScriptTaskParser
+from SpiffWorkflow.bpmn.parser.task_parsers import ConditionalGatewayParser, ScriptTaskParser
 from SpiffWorkflow.bpmn.parser.TaskParser import TaskParser
 from SpiffWorkflow.bpmn.parser.util import first
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 from SpiffWorkflow.bpmn.specs.control import _EndJoin
 from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent as DefaultBoundaryEvent
+from SpiffWorkflow.bpmn.specs.defaults import InclusiveGateway as DefaultInclusiveGateway
 from SpiffWorkflow.bpmn.specs.defaults import ManualTask, ServiceTask, UserTask
 from SpiffWorkflow.bpmn.specs.defaults import StartEvent as DefaultStartEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
@@ -63,7 +64,6 @@ RULE = "not-executable-element"
 
 # Elements Spiff has no parser for, with the reason a modeler reads in the finding.
 UNSUPPORTED = {
-    "complexGateway": "complex gateways are not supported by the engine; use inclusive or exclusive gateways",
     "businessRuleTask": "business rule tasks (DMN) are not supported by the engine yet",
     "adHocSubProcess": "ad-hoc sub-processes are not supported by the engine (SpiffWorkflow 3.2 fails on them at "
                        "run time); model the order with gateways",
@@ -602,6 +602,42 @@ class HumanTaskParser(ImplicitSplitMixin, TaskParser):
         )
 
 
+class ComplexGateway(DefaultInclusiveGateway):
+    """A complex gateway (BPMN 2.0 §10.5.7). Diverging it is an inclusive split. Converging with an
+    ``activationCondition`` it fires once the condition holds over ``activationCount`` (the number of
+    incoming flows with a token) and consumes the tokens that arrive after it fired without firing
+    again; without a condition it joins like an inclusive gateway."""
+
+    activation_condition: str | None = None
+
+    def _update_hook(self, my_task):
+        if self.activation_condition is not None and self._fired(my_task):
+            my_task.cancel()  # a late token of a wave the gateway already fired for
+            return False
+        return super()._update_hook(my_task)
+
+    def _fired(self, my_task) -> bool:
+        return any(t is not my_task and t.task_spec == self and t.has_state(TaskState.READY | TaskState.COMPLETED)
+                   and not my_task.is_descendant_of(t) for t in my_task.workflow.tasks.values())
+
+    def _check_threshold_unstructured(self, my_task):
+        if self.activation_condition is None:
+            return super()._check_threshold_unstructured(my_task)
+        arrived = {t.parent.task_spec for t in my_task.workflow.tasks.values()
+                   if t.task_spec == self and t.parent is not None and t.parent.state == TaskState.COMPLETED}
+        return bool(my_task.workflow.script_engine.evaluate(
+            my_task, self.activation_condition, external_context={"activationCount": len(arrived)}))
+
+
+class ComplexGatewayParser(ConditionalGatewayParser):
+    def create_task(self):
+        task = super().create_task()
+        condition = first(self.xpath("./bpmn:activationCondition"))
+        text = (condition.text or "").strip() if condition is not None else ""
+        task.activation_condition = text or None
+        return task
+
+
 class ServerBpmnParser(BpmnParser):
     """Spiff's BPMN parser with the task parsers that make imported models run as written."""
 
@@ -609,6 +645,7 @@ class ServerBpmnParser(BpmnParser):
 
     OVERRIDE_PARSER_CLASSES = {
         full_tag("userTask"): (HumanTaskParser, HumanUserTask),
+        full_tag("complexGateway"): (ComplexGatewayParser, ComplexGateway),
         full_tag("manualTask"): (HumanTaskParser, HumanManualTask),
         full_tag("task"): (ServerTaskParser, BpmnParser.PARSER_CLASSES[full_tag("task")][1]),
         full_tag("scriptTask"): (ServerScriptTaskParser, BpmnParser.PARSER_CLASSES[full_tag("scriptTask")][1]),
