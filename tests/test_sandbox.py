@@ -156,6 +156,9 @@ BOMBS = {
     "zip fan-out": "big = [0] * 1000\nx = list(zip(*[big] * 1000))",
     "shared references in data": "row = list(range(1000))\nx = [row] * 100000",
     "round to huge precision": "x = round(5, -10**9)",
+    "set of shared tuples in data": "t = tuple(range(1000))\nx = {(t,) * 1000}",
+    "str of shared dict views": "d = {i: i for i in range(100000)}\nx = str([d.items()] * 1000)",
+    "str of an exception holding shared references": "x = str(ValueError([[0] * 100000] * 1000))",
     "dict unpack copies": "big = {i: i for i in range(100000)}\nkeep = [{**big} for _ in range(10000)]",
     "split blowup": "s = ' ' * 4000000\nx = s.split(' ')",
     "splitlines blowup": "s = '\\n' * 4000000\nx = s.splitlines()",
@@ -422,6 +425,8 @@ def test_expression_errors_show_the_expression_as_written(sandbox):
 def test_long_exception_text_is_cut(sandbox):
     error = refused(sandbox, "raise ValueError('x' * 100000)")
     assert error.kind == "ValueError" and len(error.message) < 1000
+    error = refused(sandbox, "t = tuple(range(100000))\nraise KeyError((t,) * 1000)")
+    assert error.kind == "KeyError" and "too long" in error.message
 
 
 def test_syntax_error_names_the_line(sandbox):

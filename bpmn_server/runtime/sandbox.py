@@ -349,24 +349,10 @@ class _Guards:
         """Refuse turning ``value`` into text when the text would be over the limit (a bounded walk)."""
         if isinstance(value, str | int | float | bool) or value is None:
             return
-        limit_items, limit_chars = self.limits.max_items, self.limits.max_string_length
-        items, chars = 0, 0
-        stack = [value]
-        while stack:
-            item = stack.pop()
-            items += 1
-            if isinstance(item, str | bytes):
-                chars += len(item) + 2
-            elif isinstance(item, dict):
-                stack.extend(item.keys())
-                stack.extend(item.values())
-            elif isinstance(item, list | tuple | set | frozenset):
-                stack.extend(item)
-            else:
-                chars += 24
-            if items > limit_items or chars > limit_chars:
-                raise ScriptLimitExceeded(f"the text of this value would be over the limit of {limit_chars} "
-                                          "characters")
+        items = _text_items(value, self.limits.max_items, self.limits.max_string_length)
+        if items is None:
+            raise ScriptLimitExceeded(
+                f"the text of this value would be over the limit of {self.limits.max_string_length} characters")
         self.budget.charge(items)
 
     # -- operators (numbers take the first, cheap branch)
@@ -686,6 +672,30 @@ _AUGMENTED = {"Sub": operator.isub, "Div": operator.itruediv, "FloorDiv": operat
 _SIZED_STR_METHODS = {"join": _sized_join, "replace": _sized_replace, "ljust": _sized_pad, "rjust": _sized_pad,
                       "center": _sized_pad, "zfill": _sized_pad, "expandtabs": _sized_expandtabs,
                       "split": _sized_split, "rsplit": _sized_split, "splitlines": _sized_splitlines}
+
+
+def _text_items(value: Any, limit_items: int, limit_chars: int) -> int | None:
+    """How many values ``str(value)`` would render, or None when its text would be over the limits.
+    Shared references count every time they are rendered, as ``str`` renders them."""
+    items, chars = 0, 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        items += 1
+        if isinstance(item, str | bytes):
+            chars += len(item) + 2
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset, *_VIEWS)):
+            stack.extend(item)
+        elif isinstance(item, BaseException):
+            stack.extend(item.args)
+        else:
+            chars += 24
+        if items > limit_items or chars > limit_chars:
+            return None
+    return items
 
 
 # --------------------------------------------------------------------------- builtins
@@ -1045,8 +1055,10 @@ def _to_data(name: str, value: Any, counter: _NodeCounter, depth: int = 0) -> An
             result[key] = _to_data(name, item, counter, depth + 1)
         return result
     if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [_to_data(name, item, counter, depth + 1) for item in items]
+        items = [_to_data(name, item, counter, depth + 1) for item in value]
+        if isinstance(value, set | frozenset) and all(type(i) in (str, int, float, bool) for i in items):
+            items.sort(key=lambda i: (type(i).__name__, i))  # a stable order for sets of plain values
+        return items
     raise SandboxError(f"the variable '{name}' holds a {type(value).__name__}, which cannot be stored "
                        "(use text, numbers, booleans, lists, dicts, datetimes or timedeltas)", kind="InvalidData")
 
@@ -1083,6 +1095,8 @@ def _plain(message: str) -> str:
 
 
 def _describe(error: BaseException) -> str:
+    if _text_items(error, 10_000, 100_000) is None:
+        return f"{type(error).__name__} (its message is too long to show)"
     try:
         detail = str(error)
     except Exception:  # noqa: BLE001 - an exception whose text cannot be made still gets reported
