@@ -345,6 +345,9 @@ def test_lazy_expression_values_are_read_inside_the_budget(sandbox):
         sandbox.evaluate("(x for x in range(100000) for y in range(100000))")
     assert caught.value.kind == "LimitExceeded"
     with pytest.raises(SandboxError) as caught:
+        sandbox.evaluate("[[0] * 100000] * 1000")  # a value whose text would be huge
+    assert caught.value.kind == "LimitExceeded"
+    with pytest.raises(SandboxError) as caught:
         sandbox.evaluate("lambda: 1")
     assert "not a function" in caught.value.message
 

@@ -1071,6 +1071,7 @@ def _evaluate_to_value(code: Any, scope: dict[str, Any]) -> Any:
         return list(_current().sized_input(value))
     if callable(value) and not isinstance(value, type):
         raise _Refused("an expression must give a value, not a function")
+    _current().measure(value)  # callers may print or store it: refuse a value whose text is huge
     return value
 
 
