@@ -192,23 +192,34 @@ def test_endless_work_stops_at_the_cpu_limit(sandbox, code):
     assert "CPU time" in error.message or "MiB" in error.message or "items" in error.message
 
 
-def test_cpu_limit_works_in_a_worker_thread():
+def test_cpu_limit_works_in_worker_threads_and_budgets_are_per_run():
+    """Two endless scripts in two threads each stop at their own limit while a third thread's short
+    scripts on the same sandbox keep succeeding."""
     sandbox = Sandbox(Limits(cpu_seconds=0.1))
-    errors: list[BaseException] = []
+    errors: list[SandboxError] = []
+    results: list[int] = []
 
-    def run():
+    def endless():
         try:
             sandbox.execute("while True:\n    pass", {})
         except SandboxError as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    def short_scripts():
+        for n in range(50):
+            data = {"n": n}
+            sandbox.execute("total = sum(i for i in range(n))", data)
+            results.append(data["total"])
+
+    threads = [threading.Thread(target=endless), threading.Thread(target=endless),
+               threading.Thread(target=short_scripts)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    assert [e.kind for e in errors] == ["LimitExceeded", "LimitExceeded"]
     assert all(not thread.is_alive() for thread in threads)
+    assert [e.kind for e in errors] == ["LimitExceeded", "LimitExceeded"]
+    assert results == [n * (n - 1) // 2 for n in range(50)]
 
 
 def test_recursion_is_a_clear_error(sandbox):
