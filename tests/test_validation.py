@@ -123,7 +123,7 @@ CASES = [
      "p", 'id="p"', "error"),
     ("invalid-quantity", process(around('\n    <bpmn:task id="t1" startQuantity="0"/>')),
      "t1", 'id="t1"', "error"),
-    ("not-executable-element", process(around('\n    <bpmn:complexGateway id="t1"/>')),
+    ("not-executable-element", process(around('\n    <bpmn:businessRuleTask id="t1"/>')),
      "t1", 'id="t1"', "error"),
     ("xsd", process(around('\n    <bpmn:task id="t1" bogus="1"/>')), "t1", 'bogus="1"', "error"),
 ]
@@ -249,11 +249,11 @@ def test_a_model_with_xsd_errors_deploys(services):
 
 
 def test_a_model_the_engine_cannot_run_deploys_with_the_reason(services):
-    source = process(around('\n    <bpmn:complexGateway id="t1"/>'), process_id="odd")
+    source = process(around('\n    <bpmn:businessRuleTask id="t1"/>'), process_id="odd")
     [definition] = services.definitions.deploy(source, "odd.bpmn", "owner").definitions
     [finding] = definition.findings
     assert (finding["rule"], finding["element_id"]) == ("not-executable-element", "t1")
-    assert "complex gateways are not supported" in finding["message"]
+    assert "business rule tasks (DMN) are not supported" in finding["message"]
     assert definition.error_count == 1
 
 
