@@ -390,7 +390,8 @@ def test_a_failed_instance_notifies_its_starter_and_the_model_owner(runtime, dat
     assert instance.status == "failed"
     for username in ("mia", "max"):
         [failed] = [n for n in notifications_of(runtime, username) if n.kind == "instance.failed"]
-        assert failed.instance_id == instance.id and failed.payload["element_id"] == "divide"
+        assert failed.instance_id == instance.id and failed.payload["process_key"] == "fragile"
+        assert "division by zero" in (failed.payload["message"] or "")
     assert notifications_of(runtime, "lea") == []
 
 def test_scheduler_wake_up_job_follows_the_earliest_due_timer(runtime, database, clock):
