@@ -91,30 +91,40 @@ def write_events(database: Database, clock: ManualClock, count: int, *, per_tran
 
 # -- tampering: the append-only trigger has to go first, as it would for a real attacker ----------
 
+_SQLITE_TRIGGERS = {
+    "audit_event_no_update": "BEFORE UPDATE ON audit_event BEGIN SELECT RAISE(ABORT, 'append-only'); END",
+    "audit_event_no_delete": "BEFORE DELETE ON audit_event BEGIN SELECT RAISE(ABORT, 'append-only'); END",
+    "audit_head_forward_only": "BEFORE UPDATE ON audit_head WHEN NEW.sequence < OLD.sequence "
+                               "BEGIN SELECT RAISE(ABORT, 'forward only'); END",
+    "audit_head_no_delete": "BEFORE DELETE ON audit_head BEGIN SELECT RAISE(ABORT, 'forward only'); END",
+}
+_POSTGRES_TRIGGERS = {"audit_event": "audit_event_append_only", "audit_head": "audit_head_forward_only"}
+
+
 @contextmanager
 def append_only_lifted(database: Database) -> Iterator[None]:
-    """Drop the append-only trigger(s) for the block and put them back afterwards."""
+    """Drop the append-only and forward-only triggers for the block and put them back afterwards."""
     with database.engine.begin() as conn:
         if database.is_sqlite:
-            conn.execute(text("DROP TRIGGER audit_event_no_update"))
-            conn.execute(text("DROP TRIGGER audit_event_no_delete"))
+            for name in _SQLITE_TRIGGERS:
+                conn.execute(text(f"DROP TRIGGER {name}"))
         else:
-            conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only"))
+            for table_name, trigger in _POSTGRES_TRIGGERS.items():
+                conn.execute(text(f"ALTER TABLE {table_name} DISABLE TRIGGER {trigger}"))
     try:
         yield
     finally:
         with database.engine.begin() as conn:
             if database.is_sqlite:
-                conn.execute(text("CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event "
-                                  "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only: UPDATE refused'); END"))
-                conn.execute(text("CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event "
-                                  "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only: DELETE refused'); END"))
+                for name, body in _SQLITE_TRIGGERS.items():
+                    conn.execute(text(f"CREATE TRIGGER {name} {body}"))
             else:
-                conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only"))
+                for table_name, trigger in _POSTGRES_TRIGGERS.items():
+                    conn.execute(text(f"ALTER TABLE {table_name} ENABLE TRIGGER {trigger}"))
 
 
 def tamper(database: Database, *statements: str, **params) -> None:
-    """Run raw SQL against the audit table with the trigger out of the way."""
+    """Run raw SQL against the audit tables with their triggers out of the way."""
     with append_only_lifted(database), database.engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement), params)

@@ -10,6 +10,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -133,7 +136,27 @@ def test_awkward_data_is_stored_so_that_its_hash_still_recomputes(database, cloc
     assert "\x00" not in stored["text"] and "\ud800" not in stored["text"]
 
 
-def test_the_database_refuses_to_update_or_delete_audit_events(database, clock):
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+    | st.datetimes(timezones=st.just(UTC)) | st.decimals(allow_nan=False, places=3),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=12,
+)
+
+
+@hypothesis_settings(max_examples=25, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.dictionaries(st.text(max_size=8), _json_values, max_size=4),
+       name=st.text(max_size=40))
+def test_any_data_a_command_records_still_verifies_after_the_round_trip(database, clock, data, name):
+    with database.transaction() as s:
+        record(s, ev.VARIABLES_CHANGED, actor="carl", timestamp=clock.now(), element_name=name or None, data=data)
+    result = _verify(database)
+    assert result.ok, result.message
+
+
+def test_the_database_refuses_to_rewrite_events_or_rewind_the_head(database, clock):
     write_events(database, clock, 3)
     before = _rows(database)
     for statement in ("UPDATE audit_event SET actor = 'mallory' WHERE sequence = 2",
@@ -141,6 +164,10 @@ def test_the_database_refuses_to_update_or_delete_audit_events(database, clock):
         with pytest.raises(DBAPIError, match="append-only"), database.engine.begin() as conn:
             conn.execute(text(statement))
     assert _rows(database) == before
+    for statement, refusal in (("UPDATE audit_head SET sequence = 1", "forward"),
+                               ("DELETE FROM audit_head", "forward")):
+        with pytest.raises(DBAPIError, match=refusal), database.engine.begin() as conn:
+            conn.execute(text(statement))
     assert _verify(database).ok
 
 

@@ -289,6 +289,41 @@ for _statement in _AUDIT_APPEND_ONLY_PG:
 for _statement in _AUDIT_APPEND_ONLY_SQLITE:
     event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
 
+# The chain head only moves forward and is never deleted: cutting the log's tail and rewinding the
+# head to match needs a trigger dropped first, like any other rewrite (audit.chain, docs/audit.md).
+_AUDIT_HEAD_FORWARD_PG = (
+    """
+    CREATE OR REPLACE FUNCTION audit_head_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' OR NEW.sequence < OLD.sequence THEN
+            RAISE EXCEPTION USING
+                MESSAGE = 'audit_head only moves forward: ' || TG_OP || ' refused',
+                ERRCODE = 'restrict_violation';
+        END IF;
+        RETURN NEW;
+    END;
+    $$
+    """,
+    """
+    CREATE TRIGGER audit_head_forward_only BEFORE UPDATE OR DELETE ON audit_head
+    FOR EACH ROW EXECUTE FUNCTION audit_head_forward_only()
+    """,
+)
+_AUDIT_HEAD_FORWARD_SQLITE = (
+    """
+    CREATE TRIGGER audit_head_forward_only BEFORE UPDATE ON audit_head WHEN NEW.sequence < OLD.sequence
+    BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward: UPDATE refused'); END
+    """,
+    """
+    CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head
+    BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward: DELETE refused'); END
+    """,
+)
+for _statement in _AUDIT_HEAD_FORWARD_PG:
+    event.listen(AuditHead.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
+for _statement in _AUDIT_HEAD_FORWARD_SQLITE:
+    event.listen(AuditHead.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+
 
 class User(Base):
     __tablename__ = "user_account"
