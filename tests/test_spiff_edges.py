@@ -438,3 +438,33 @@ def test_complex_gateway_fires_when_its_activation_condition_holds(services, clo
 def test_complex_gateway_split_takes_the_flows_whose_condition_holds():
     workflow, ran = run(complex_join("activationCount &gt;= 1"), "cx", go=False)
     assert ran == ["fast", "after"] and workflow.is_completed()
+
+
+def test_data_associations_connect_a_tasks_declared_output_and_input_through_a_data_object():
+    source = definitions("""
+  <bpmn:process id="data" isExecutable="true">
+    <bpmn:dataObject id="Total" name="total"/>
+    <bpmn:dataObjectReference id="TotalRef" dataObjectRef="Total"/>
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="produce"/>
+    <bpmn:scriptTask id="produce"><bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f1</bpmn:outgoing>
+      <bpmn:ioSpecification><bpmn:dataOutput id="amount"/><bpmn:inputSet/>
+        <bpmn:outputSet><bpmn:dataOutputRefs>amount</bpmn:dataOutputRefs></bpmn:outputSet></bpmn:ioSpecification>
+      <bpmn:dataOutputAssociation><bpmn:sourceRef>amount</bpmn:sourceRef><bpmn:targetRef>TotalRef</bpmn:targetRef>
+      </bpmn:dataOutputAssociation>
+      <bpmn:script>amount = 5</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f1" sourceRef="produce" targetRef="consume"/>
+    <bpmn:scriptTask id="consume"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:ioSpecification><bpmn:dataInput id="given"/>
+        <bpmn:inputSet><bpmn:dataInputRefs>given</bpmn:dataInputRefs></bpmn:inputSet><bpmn:outputSet/>
+      </bpmn:ioSpecification>
+      <bpmn:dataInputAssociation><bpmn:sourceRef>TotalRef</bpmn:sourceRef><bpmn:targetRef>given</bpmn:targetRef>
+      </bpmn:dataInputAssociation>
+      <bpmn:script>seen = given * factor</bpmn:script></bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="consume" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+    workflow, ran = run(source, "data", factor=2)
+    assert ran == ["produce", "consume"] and workflow.is_completed()
+    assert workflow.data["seen"] == 10  # the output reached the input through the data object
+    assert workflow.data["factor"] == 2  # and the process variables stayed visible to the task

@@ -556,7 +556,73 @@ def _with_conditional_flows(cls: type) -> type:
     return _CONDITIONAL_CLASSES[cls]
 
 
-class ImplicitSplitMixin:
+class MappedDataAssociations:
+    """Data associations as BPMN 2.0 §10.4.1 defines them: a ``dataInputAssociation`` copies a data object
+    into the task's ``dataInput`` it targets, a ``dataOutputAssociation`` copies the task's ``dataOutput``
+    into the data object. (Spiff copies the object under the object's own id and then replaces the task's
+    data by its inputs/outputs, so a script writing its declared output failed.) Declared inputs and
+    outputs must be present; other process variables stay visible."""
+
+    input_map: dict[str, str]  # dataInput id -> data object id
+    output_map: dict[str, str]  # dataOutput id -> data object id
+    required_inputs: list[str]
+    required_outputs: list[str]
+
+    def _update_hook(self, my_task):
+        ready = super()._update_hook(my_task)
+        for input_id, object_id in self.input_map.items():
+            if object_id in my_task.data:
+                my_task.data[input_id] = my_task.data.pop(object_id)
+        missing = [i for i in self.required_inputs if i not in my_task.data]
+        if missing:
+            raise WorkflowTaskException(f"{self.bpmn_id} is missing its data input {', '.join(missing)}",
+                                        task=my_task)
+        return ready
+
+    def _on_complete_hook(self, my_task):
+        missing = [o for o in self.required_outputs if o not in my_task.data]
+        if missing:
+            raise WorkflowTaskException(f"{self.bpmn_id} did not set its data output {', '.join(missing)}",
+                                        task=my_task)
+        for output_id, object_id in self.output_map.items():
+            my_task.data[object_id] = my_task.data[output_id]
+        super()._on_complete_hook(my_task)
+        for object_id in self.output_map.values():
+            my_task.data.pop(object_id, None)
+
+
+_ASSOCIATION_CLASSES: dict[type, type] = {}
+
+
+class DataAssociationParserMixin:
+    """Activities whose ioSpecification is wired to data objects get ``MappedDataAssociations``."""
+
+    def parse_node(self):
+        result = super().parse_node()
+        refs = {r.get("id"): r.get("dataObjectRef") for r in self.process_parser.node.iter(q("dataObjectReference"))}
+        inputs, outputs = {}, {}
+        for association in self.node.findall(q("dataInputAssociation")):
+            source, target = association.find(q("sourceRef")), association.find(q("targetRef"))
+            if source is not None and target is not None and (source.text or "").strip() in refs:
+                inputs[(target.text or "").strip()] = refs[(source.text or "").strip()]
+        for association in self.node.findall(q("dataOutputAssociation")):
+            source, target = association.find(q("sourceRef")), association.find(q("targetRef"))
+            if source is not None and target is not None and (target.text or "").strip() in refs:
+                outputs[(source.text or "").strip()] = refs[(target.text or "").strip()]
+        io = self.task.io_specification
+        if (inputs or outputs) and io is not None:
+            cls = type(self.task)
+            if cls not in _ASSOCIATION_CLASSES:
+                _ASSOCIATION_CLASSES[cls] = type(f"Mapped{cls.__name__}", (MappedDataAssociations, cls), {})
+            self.task.__class__ = _ASSOCIATION_CLASSES[cls]
+            self.task.input_map, self.task.output_map = inputs, outputs
+            self.task.required_inputs = [d.bpmn_id for d in io.data_inputs]
+            self.task.required_outputs = [d.bpmn_id for d in io.data_outputs]
+            self.task.io_specification = None
+        return result
+
+
+class ImplicitSplitMixin(DataAssociationParserMixin):
     """Several outgoing flows leaving an activity: unconditional ones are a parallel split, conditional
     ones are taken when their condition holds, the default one when none holds (BPMN 2.0 §10.5.1)."""
 
