@@ -13,7 +13,6 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
     ErrorEventDefinition,
     EscalationEventDefinition,
 )
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
 
 from bpmn_server.clock import ManualClock
@@ -22,6 +21,7 @@ from bpmn_server.parser.findings import errors_for_process
 from bpmn_server.parser.spec import build_specs, timer_due
 from bpmn_server.parser.validation import validate
 from bpmn_server.runtime.commands import element_type
+from bpmn_server.runtime.projection import waiting_timers
 from bpmn_server.runtime.script_engine import make_script_engine
 from bpmn_server.settings import Settings
 
@@ -145,13 +145,7 @@ class SpiffCase:
     def next_due(self, workflow: BpmnWorkflow):
         if workflow.is_completed() or getattr(workflow, "failed", False):
             return None
-        dues = []
-        for task in workflow.get_tasks(state=TaskState.WAITING):
-            spec = task.task_spec
-            if isinstance(getattr(spec, "event_definition", None), TimerEventDefinition):
-                due = timer_due(task)
-                if due is not None:
-                    dues.append(due)
+        dues = [d for d in (timer_due(task) for task in waiting_timers(workflow).values()) if d is not None]
         return min(dues) if dues else None
 
     @staticmethod
