@@ -268,3 +268,30 @@ def test_ocel_names_each_business_object_once_however_it_was_set(database, clock
     second = log["events"][1]["relationships"]
     assert {"objectId": "order:A-1", "qualifier": "sets order_id"} in second
     assert {"objectId": "customer:17", "qualifier": "sets customerId"} in second
+
+
+def test_a_real_run_exports_as_one_valid_trace_with_who_did_each_step(services):
+    """The approval process run through the services as people use it, then exported."""
+    from tests.runtime_helpers import CLERK, MANAGER, approval_process
+
+    services.definitions.deploy(approval_process(), "approval.bpmn", "olga")
+    started = services.instances.start("approval", principal=CLERK, business_key="A-1")
+    for principal, data in ((CLERK, {"amount": 700}), (MANAGER, {})):
+        [task] = services.tasks.list(principal, instance_id=started.id).items
+        services.tasks.claim(task.id, principal)
+        services.clock.advance(60)
+        services.tasks.complete(task.id, data, principal)
+
+    root = assert_valid_xes(b"".join(services.audit.export(AUDITOR, "xes", process_key="approval")))
+    [trace] = root.findall("trace")
+    steps = [(e["concept:name"], e["lifecycle:transition"], e["org:resource"])
+             for e in (_attributes(event) for event in trace.findall("event"))]
+    assert _attributes(trace)["concept:name"] == started.id
+    for step in (("Review", "schedule"), ("Review", "start", "clerk"), ("Review", "complete", "clerk"),
+                 ("Approve", "schedule"), ("Approve", "start", "manager"), ("Approve", "complete", "manager")):
+        assert any(s[: len(step)] == step for s in steps), (step, steps)
+    assert steps[0][0] == ev.INSTANCE_STARTED and steps[0][2] == "clerk"
+    assert steps[-1][0] == ev.INSTANCE_COMPLETED
+    log = assert_valid_ocel(b"".join(services.audit.export(AUDITOR, "ocel", process_key="approval")))
+    assert {o["type"] for o in log["objects"]} >= {"process_instance", "task", "user"}
+    assert services.audit.verify(AUDITOR).ok
