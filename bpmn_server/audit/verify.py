@@ -24,7 +24,8 @@ TRUNCATED = "truncated"
 HEAD_MISMATCH = "head-mismatch"
 
 _table = AuditEvent.__table__
-_COLUMNS = [_table.c[name] for name in (*HASHED_FIELDS, "prev_hash", "hash")]
+_NAMES = (*HASHED_FIELDS, "prev_hash", "hash")
+_COLUMNS = [_table.c[name] for name in _NAMES]
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def verify_chain(
             if not rows:
                 break
             for row in rows:
-                fields = row._mapping
+                fields = dict(zip(_NAMES, row, strict=True))  # a plain dict: RowMapping lookups are slow
                 _check_event(session, fields, expected_sequence, expected_prev)
                 anchored = anchors.get(fields["sequence"])
                 if anchored is not None and anchored != fields["hash"]:
