@@ -49,6 +49,11 @@ def test_an_auditor_pages_through_every_event_with_the_total(client, people):
         ev.TASK_CREATED, "schedule", "system:engine", "managers")
     assert event["timestamp"] == "2026-01-05T09:05:00.000000+00:00"
     assert event["data"] == {"task_id": "task-800"} and len(event["hash"]) == 64
+    assert first["nextAfterSequence"] == 5
+    keyset = _events(client, people["audrey"], limit=5, afterSequence=first["nextAfterSequence"])
+    assert [e["sequence"] for e in keyset["items"]] == list(range(6, 11))
+    last = _events(client, people["audrey"], limit=10, afterSequence=10)
+    assert [e["sequence"] for e in last["items"]] == list(range(11, 18)) and last["nextAfterSequence"] is None
 
 
 def test_events_filter_by_instance_user_process_type_and_time(client, people):

@@ -38,6 +38,8 @@ class AuditFilterSchema(Schema):
 
 class AuditEventQuerySchema(PageQuerySchema, AuditFilterSchema):
     event_type = fields.String(data_key="eventType", validate=validate.OneOf(sorted(EVENT_TYPES)))
+    after_sequence = fields.Integer(data_key="afterSequence", validate=validate.Range(min=0), metadata={
+        "description": "keyset paging for long logs: only events after this sequence (pass nextAfterSequence)"})
 
 
 class AuditExportQuerySchema(AuditFilterSchema):
@@ -65,6 +67,8 @@ class AuditEventSchema(Schema):
 
 class AuditEventPageSchema(PageSchema):
     items = fields.List(fields.Nested(AuditEventSchema), required=True)
+    next_after_sequence = fields.Integer(allow_none=True, data_key="nextAfterSequence", metadata={
+        "description": "afterSequence for the next page (null on the last page)"})
 
 
 class VerifyQuerySchema(Schema):
@@ -111,10 +115,10 @@ class AuditEvents(MethodView):
         """Events oldest first, filtered by instance, user, process, type and time; paginated."""
         page = services().audit.list_events(
             current_principal(), event_type=args.get("event_type"), limit=args["limit"], offset=args["offset"],
-            **_filters(args),
+            after_sequence=args.get("after_sequence"), **_filters(args),
         )
         return {"items": [item.to_dict() for item in page.items], "total": page.total,
-                "offset": page.offset, "limit": page.limit}
+                "offset": page.offset, "limit": page.limit, "next_after_sequence": page.next_after_sequence}
 
 
 @blp.route("/verify")
