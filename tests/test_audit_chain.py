@@ -209,13 +209,28 @@ def test_concurrent_writers_keep_one_gapless_linear_chain(database, clock):
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             failures.append(error)
 
+    writing = threading.Event()
+    live_checks = []
+
+    def auditor() -> None:  # verify on a live system: never a false alarm while writers commit
+        try:
+            while writing.is_set():
+                live_checks.append(_verify(database))
+        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+            failures.append(error)
+
     pool = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
-    for thread in pool:
+    writing.set()
+    checker = threading.Thread(target=auditor)
+    for thread in (*pool, checker):
         thread.start()
     for thread in pool:
         thread.join()
+    writing.clear()
+    checker.join()
 
     assert not failures, failures
+    assert live_checks and all(check.ok for check in live_checks), [c.message for c in live_checks if not c.ok]
     rows = _rows(database)
     total = threads * commands * per_command
     assert [r.sequence for r in rows] == list(range(1, total + 1))
