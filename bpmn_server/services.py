@@ -84,5 +84,11 @@ class Services:
             self.stop_scheduler()
 
     def create_schema(self) -> None:
-        """Create the tables if they do not exist (first start)."""
-        self.database.create_all()
+        """Bring the database to this release's schema: migrations (the default), or plain
+        ``create_all`` when ``BPMN_SERVER_MIGRATE_ON_START`` is off."""
+        if self.settings.migrate_on_start:
+            from .store import schema
+
+            schema.upgrade(self.database)
+        else:
+            self.database.create_all()

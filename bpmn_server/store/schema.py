@@ -9,10 +9,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from .database import Database
 
 SCRIPTS = Path(__file__).with_name("alembic")
+_MIGRATION_LOCK = 0x62706D6E  # "bpmn"
 
 
 def _config(connection=None) -> Config:
@@ -34,9 +36,21 @@ def current_revision(database: Database) -> str | None:
 
 
 def upgrade(database: Database, revision: str = "head") -> None:
-    """Apply every pending migration up to ``revision`` in one transaction per step."""
+    """Apply every pending migration up to ``revision``, in one transaction.
+
+    Several processes may start at once against one PostgreSQL: an advisory lock lets one migrate
+    while the others wait and then find nothing to do. A database whose tables were made by
+    ``create_all`` of this release (no version recorded yet) is stamped instead of re-created.
+    """
     with database.engine.begin() as connection:
-        command.upgrade(_config(connection), revision)
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config = _config(connection)
+        context = MigrationContext.configure(connection)
+        if context.get_current_revision() is None and inspect(connection).has_table("process_definition"):
+            command.stamp(config, "head")
+        else:
+            command.upgrade(config, revision)
 
 
 def downgrade(database: Database, revision: str) -> None:
