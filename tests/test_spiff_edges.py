@@ -355,13 +355,14 @@ def test_receive_task_that_instantiates_starts_its_process_on_the_message(servic
 
 
 IO = "<bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f1</bpmn:outgoing>"
+INNER = ('<bpmn:startEvent id="s2"><bpmn:outgoing>i0</bpmn:outgoing></bpmn:startEvent>'
+         '<bpmn:sequenceFlow id="i0" sourceRef="s2" targetRef="e2"/>'
+         '<bpmn:endEvent id="e2"><bpmn:incoming>i0</bpmn:incoming></bpmn:endEvent>')
 
 
 @pytest.mark.parametrize(("fragment", "words"), [
-    (f'<bpmn:scriptTask id="t" startQuantity="2">{IO}<bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
-     "startQuantity=2"),
-    (f'<bpmn:scriptTask id="t" completionQuantity="3">{IO}<bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>',
-     "completionQuantity=3"),
+    (f'<bpmn:subProcess id="t" startQuantity="2">{IO}{INNER}</bpmn:subProcess>', "startQuantity=2"),
+    (f'<bpmn:subProcess id="t" completionQuantity="3">{IO}{INNER}</bpmn:subProcess>', "completionQuantity=3"),
     (f'<bpmn:scriptTask id="t">{IO}<bpmn:multiInstanceLoopCharacteristics behavior="One" oneBehaviorEventRef="sd">'
      '<bpmn:loopCardinality>3</bpmn:loopCardinality></bpmn:multiInstanceLoopCharacteristics>'
      '<bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>', "multi-instance behavior 'One'"),
@@ -468,3 +469,31 @@ def test_data_associations_connect_a_tasks_declared_output_and_input_through_a_d
     assert ran == ["produce", "consume"] and workflow.is_completed()
     assert workflow.data["seen"] == 10  # the output reached the input through the data object
     assert workflow.data["factor"] == 2  # and the process variables stayed visible to the task
+
+
+def quantities(send: int, receive: int) -> bytes:
+    """send (completionQuantity) -> forward -> receive (startQuantity) -> end."""
+    return definitions(f"""
+  <bpmn:process id="tokens" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="send"/>
+    {script("send", ["f0"], ["f1"], f'completionQuantity="{send}"')}
+    <bpmn:sequenceFlow id="f1" sourceRef="send" targetRef="forward"/>
+    {script("forward", ["f1"], ["f2"])}
+    <bpmn:sequenceFlow id="f2" sourceRef="forward" targetRef="receive"/>
+    {script("receive", ["f2"], ["f3"], f'startQuantity="{receive}"')}
+    <bpmn:sequenceFlow id="f3" sourceRef="receive" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+
+
+@pytest.mark.parametrize(("send", "receive", "expected", "completed"), [
+    (2, 1, ["send", "forward", "forward", "receive", "receive"], True),  # two tokens travel on
+    (2, 2, ["send", "forward", "forward", "receive"], True),             # receive consumes both at once
+    (3, 2, ["send", "forward", "forward", "forward", "receive"], False),  # the third token waits for a partner
+    (1, 2, ["send", "forward"], False),                                   # one token never starts receive
+])
+def test_token_quantities_of_activities(send, receive, expected, completed):
+    workflow, ran = run(quantities(send, receive), "tokens")
+    assert sorted(ran) == sorted(expected)
+    assert workflow.is_completed() is completed

@@ -53,6 +53,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent as BoundaryEventMixin
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask as SubWorkflowTaskMixin
 from SpiffWorkflow.bpmn.util import PendingBpmnEvent
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from .document import BpmnDocument
@@ -622,6 +623,33 @@ class DataAssociationParserMixin:
         return result
 
 
+class StartQuantityMixin:
+    """An activity with ``startQuantity`` N > 1 (BPMN 2.0 §10.2.1) starts once N tokens have arrived,
+    consuming them all; until then the tokens wait (and with fewer tokens the instance waits for good)."""
+
+    start_quantity: int = 1
+
+    def _update_hook(self, my_task):
+        waiting = [t for t in my_task.workflow.tasks.values()
+                   if t is not my_task and t.task_spec == self and t.state == TaskState.WAITING]
+        if len(waiting) + 1 < self.start_quantity:
+            my_task._set_state(TaskState.WAITING)
+            return False
+        for token in waiting[: self.start_quantity - 1]:
+            DeepMerge.merge(my_task.data, token.parent.data)
+            token.cancel()  # consumed by this start
+        return super()._update_hook(my_task)
+
+
+_QUANTITY_CLASSES: dict[type, type] = {}
+_QUANTITY_TAGS = {"task", "scriptTask", "userTask", "manualTask", "serviceTask"}
+
+
+def _quantity(node: etree._Element, attribute: str) -> int:
+    value = (node.get(attribute) or "1").strip()
+    return int(value) if value.isdigit() else 1
+
+
 class ImplicitSplitMixin(DataAssociationParserMixin):
     """Several outgoing flows leaving an activity: unconditional ones are a parallel split, conditional
     ones are taken when their condition holds, the default one when none holds (BPMN 2.0 §10.5.1)."""
@@ -629,8 +657,21 @@ class ImplicitSplitMixin(DataAssociationParserMixin):
     def handles_multiple_outgoing(self):
         return True
 
+    def parse_node(self):
+        result = super().parse_node()
+        start_quantity = _quantity(self.node, "startQuantity")
+        if start_quantity > 1:
+            cls = type(self.task)
+            if cls not in _QUANTITY_CLASSES:
+                _QUANTITY_CLASSES[cls] = type(f"Quantity{cls.__name__}", (StartQuantityMixin, cls), {})
+            self.task.__class__ = _QUANTITY_CLASSES[cls]
+            self.task.start_quantity = start_quantity
+        return result
+
     def connect_outgoing(self, outgoing_task, sequence_flow_node, is_default):
-        super().connect_outgoing(outgoing_task, sequence_flow_node, is_default)
+        # completionQuantity N: N tokens on each outgoing flow (BPMN 2.0 §10.2.1)
+        for _ in range(_quantity(self.node, "completionQuantity")):
+            super().connect_outgoing(outgoing_task, sequence_flow_node, is_default)
         condition = self.parse_condition(sequence_flow_node)
         if condition is None and not is_default and not isinstance(self.task, ConditionalFlowsMixin):
             return
@@ -1084,6 +1125,8 @@ def _static_findings(process: etree._Element, process_id: str) -> list[Finding]:
         elif name in ("task", "userTask", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask",
                       "callActivity", "subProcess", "businessRuleTask"):
             for attribute in ("startQuantity", "completionQuantity"):
+                if name in _QUANTITY_TAGS:
+                    continue  # run as written (ImplicitSplitMixin, StartQuantityMixin)
                 if (element.get(attribute) or "1").strip() not in ("1", "0") and \
                         (element.get(attribute) or "").strip().isdigit():
                     add(element, f"<{name}> has {attribute}={element.get(attribute)}; the engine runs every "
