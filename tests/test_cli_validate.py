@@ -125,21 +125,21 @@ def test_warnings_pass_unless_strict(tmp_path):
     assert run(str(path), "--strict").exit_code == 1
 
 
-def test_engine_findings_can_be_left_out_for_interchange_checks(tmp_path):
+def test_engine_findings_are_asked_for_with_engine(tmp_path):
     path = tmp_path / "dmn.bpmn"
     path.write_bytes(NOT_RUNNABLE)
-    with_engine = run(str(path), "--no-hints")
+    with_engine = run(str(path), "--engine", "--no-hints")
     assert with_engine.exit_code == 1
     line = line_of(NOT_RUNNABLE, 'id="work"')
     assert f"{path}:{line}: error not-executable-element [work]" in with_engine.output
-    assert run(str(path), "--no-engine").exit_code == 0
+    assert run(str(path)).exit_code == 0
 
 
 def test_miwg_reference_set_is_valid_bpmn(miwg_dir):
-    result = run(str(miwg_dir), "--no-engine")
+    result = run(str(miwg_dir))
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].startswith("21 files, 0 errors")
-    with_engine = run(str(miwg_dir), "--format", "json")
+    with_engine = run(str(miwg_dir), "--engine", "--format", "json")
     report = json.loads(with_engine.output)
     rules = {f["rule"] for entry in report["files"] for f in entry["findings"] if f["severity"] == "error"}
     assert rules == {"not-executable-element"}, "only what this engine cannot run is an error"

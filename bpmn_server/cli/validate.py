@@ -112,10 +112,11 @@ def validate_file(path: Path, engine: bool = True, limits: dict[str, int] | None
 @click.option("--strict", is_flag=True, help="fail (exit 1) on warnings too, not only on errors")
 @click.option(
     "--engine/--no-engine",
-    default=True,
+    default=False,
     show_default=True,
     help="also check that this server can run every element of each executable process "
-    "(not-executable-element); --no-engine checks BPMN validity only, as for model interchange",
+    "(not-executable-element, as a deploy reports it); the default checks BPMN validity: XSD and "
+    "semantic rules, as for model interchange",
 )
 @click.option("--hints/--no-hints", default=True, show_default=True, help="print how to fix each finding")
 def validate_command(
