@@ -334,6 +334,13 @@ def test_a_log_rewritten_from_some_event_on_fails_an_earlier_anchor(ten_events, 
     assert "anchored hash" in result.message
 
 
+def test_a_deleted_chain_head_is_reported(ten_events):
+    tamper(ten_events, "DELETE FROM audit_head")
+    result = _verify(ten_events)
+    assert (result.problem, result.first_bad_sequence) == ("head-mismatch", 1)
+    assert "head row is missing" in result.message
+
+
 def test_an_event_slipped_in_behind_the_head_is_reported(ten_events, clock):
     from bpmn_server.audit.chain import _event_fields, event_hash
 

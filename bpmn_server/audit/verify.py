@@ -59,13 +59,18 @@ def verify_chain(
     the log from some point on and recomputes every later hash and the head.
     """
     anchors = dict(anchors or {})
+    # Events first, then the head: on PostgreSQL (READ COMMITTED) each statement sees the latest
+    # commits, and an honest writer commits its events and the head together, so a head read after
+    # the events can only be newer. Read the other way round, the first writer committing in between
+    # would look like a missing head.
+    newest_at_start = _max_sequence(session)
     head = session.execute(
         select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == HEAD_ID)
     ).first()
     head_sequence, head_hash = (head.sequence, head.hash) if head else (0, GENESIS_HASH)
     checked = 0
     try:
-        if head is None and _max_sequence(session) is not None:
+        if head is None and newest_at_start is not None:
             raise _Break(HEAD_MISMATCH, 1, "the chain head row is missing although events exist")
         expected_sequence, expected_prev = 1, GENESIS_HASH
         last = 0
