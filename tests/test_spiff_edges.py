@@ -497,3 +497,66 @@ def test_token_quantities_of_activities(send, receive, expected, completed):
     workflow, ran = run(quantities(send, receive), "tokens")
     assert sorted(ran) == sorted(expected)
     assert workflow.is_completed() is completed
+
+
+def compensation_model(*, book_car: str) -> bytes:
+    """book_hotel and (if ``book_car``) book_car, each with a compensation handler; then a compensation
+    throw, then done."""
+    return definitions(f"""
+  <bpmn:process id="trip" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="book_hotel"/>
+    {script("book_hotel", ["f0"], ["f1"])}
+    <bpmn:sequenceFlow id="f1" sourceRef="book_hotel" targetRef="car"/>
+    <bpmn:exclusiveGateway id="car" default="f_skip"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>f_car</bpmn:outgoing><bpmn:outgoing>f_skip</bpmn:outgoing></bpmn:exclusiveGateway>
+    <bpmn:sequenceFlow id="f_car" sourceRef="car" targetRef="book_car">
+      <bpmn:conditionExpression>{book_car}</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f_skip" sourceRef="car" targetRef="joined"/>
+    {script("book_car", ["f_car"], ["f2"])}
+    <bpmn:sequenceFlow id="f2" sourceRef="book_car" targetRef="joined"/>
+    <bpmn:exclusiveGateway id="joined"><bpmn:incoming>f2</bpmn:incoming><bpmn:incoming>f_skip</bpmn:incoming>
+      <bpmn:outgoing>f3</bpmn:outgoing></bpmn:exclusiveGateway>
+    <bpmn:sequenceFlow id="f3" sourceRef="joined" targetRef="undo"/>
+    <bpmn:intermediateThrowEvent id="undo"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+      <bpmn:compensateEventDefinition waitForCompletion="true"/></bpmn:intermediateThrowEvent>
+    <bpmn:sequenceFlow id="f4" sourceRef="undo" targetRef="done"/>
+    {script("done", ["f4"], ["f5"])}
+    <bpmn:sequenceFlow id="f5" sourceRef="done" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f5</bpmn:incoming></bpmn:endEvent>
+    <bpmn:boundaryEvent id="c_hotel" attachedToRef="book_hotel"><bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+    <bpmn:boundaryEvent id="c_car" attachedToRef="book_car"><bpmn:compensateEventDefinition/></bpmn:boundaryEvent>
+    <bpmn:scriptTask id="cancel_hotel" isForCompensation="true"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>
+    <bpmn:scriptTask id="cancel_car" isForCompensation="true"><bpmn:script>x = 1</bpmn:script></bpmn:scriptTask>
+    <bpmn:association id="a1" sourceRef="c_hotel" targetRef="cancel_hotel"/>
+    <bpmn:association id="a2" sourceRef="c_car" targetRef="cancel_car"/>
+  </bpmn:process>""")
+
+
+@pytest.mark.parametrize(("book_car", "expected"), [
+    ("true", ["book_hotel", "book_car", "cancel_car", "cancel_hotel", "done"]),  # latest first, then go on
+    ("false", ["book_hotel", "cancel_hotel", "done"]),  # only what completed is compensated
+])
+def test_compensation_throw_runs_the_handlers_of_completed_activities(book_car, expected):
+    workflow, ran = run(compensation_model(book_car=book_car), "trip")
+    assert ran == expected
+    assert workflow.is_completed()
+
+
+def test_compensation_event_subprocess_is_refused_with_a_finding():
+    source = definitions(f"""
+  <bpmn:process id="p" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="t"/>
+    <bpmn:subProcess id="t">{IO}{INNER}
+      <bpmn:subProcess id="undo" triggeredByEvent="true">
+        <bpmn:startEvent id="cs"><bpmn:outgoing>u0</bpmn:outgoing><bpmn:compensateEventDefinition/></bpmn:startEvent>
+        <bpmn:sequenceFlow id="u0" sourceRef="cs" targetRef="ue"/>
+        <bpmn:endEvent id="ue"><bpmn:incoming>u0</bpmn:incoming></bpmn:endEvent>
+      </bpmn:subProcess>
+    </bpmn:subProcess>
+    <bpmn:sequenceFlow id="f1" sourceRef="t" targetRef="end"/>
+    <bpmn:endEvent id="end"><bpmn:incoming>f1</bpmn:incoming></bpmn:endEvent>
+  </bpmn:process>""")
+    findings = validate(BpmnDocument.load(source))
+    assert any("compensation event sub-processes are not supported" in f.message for f in findings), findings

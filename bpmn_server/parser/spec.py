@@ -709,6 +709,31 @@ class HumanTaskParser(ImplicitSplitMixin, TaskParser):
         )
 
 
+COMPENSATES = "{urn:bpmn-server:internal}compensates"  # marks a gateway that runs a compensation handler
+
+
+class CompletedActivity:
+    """The condition of a compensation gateway: the activity completed in this (sub-)process."""
+
+    def __init__(self, activity_id: str) -> None:
+        self.activity_id = activity_id
+
+    def _matches(self, my_task) -> bool:
+        return any(t.task_spec.bpmn_id == self.activity_id and t.state == TaskState.COMPLETED
+                   for t in my_task.workflow.tasks.values())
+
+
+class ServerExclusiveGatewayParser(ConditionalGatewayParser):
+    """Exclusive gateways; the ones compensation adds choose the handler by whether its activity completed."""
+
+    def connect_outgoing(self, outgoing_task, sequence_flow_node, is_default):
+        activity = self.node.get(COMPENSATES)
+        if activity and not is_default:
+            self.task.connect_if(CompletedActivity(activity), outgoing_task)
+        else:
+            super().connect_outgoing(outgoing_task, sequence_flow_node, is_default)
+
+
 class ComplexGateway(DefaultInclusiveGateway):
     """A complex gateway (BPMN 2.0 §10.5.7). Diverging it is an inclusive split. Converging with an
     ``activationCondition`` it fires once the condition holds over ``activationCount`` (the number of
@@ -753,6 +778,8 @@ class ServerBpmnParser(BpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         full_tag("userTask"): (HumanTaskParser, HumanUserTask),
         full_tag("complexGateway"): (ComplexGatewayParser, ComplexGateway),
+        full_tag("exclusiveGateway"): (ServerExclusiveGatewayParser,
+                                       BpmnParser.PARSER_CLASSES[full_tag("exclusiveGateway")][1]),
         full_tag("manualTask"): (HumanTaskParser, HumanManualTask),
         full_tag("task"): (ServerTaskParser, BpmnParser.PARSER_CLASSES[full_tag("task")][1]),
         full_tag("scriptTask"): (ServerScriptTaskParser, BpmnParser.PARSER_CLASSES[full_tag("scriptTask")][1]),
@@ -941,7 +968,87 @@ def executable_tree(document: BpmnDocument, keep: set[str]) -> etree._Element:
     link_events_to_flows(root)
     global_tasks_to_processes(root)
     instantiating_receive_tasks_to_start_events(root)
+    for scope in [*root.findall(q("process")), *root.iter(q("subProcess")), *root.iter(q("transaction"))]:
+        compensation_to_flows(scope)
     return root
+
+
+def compensation_pairs(scope: etree._Element) -> list[tuple[str, etree._Element, etree._Element]]:
+    """``(activity id, compensation boundary event, handler)`` of a (sub-)process, in document order."""
+    handlers = {e.get("id"): e for e in scope if isinstance(e.tag, str) and e.get("isForCompensation") == "true"}
+    targets = {a.get("sourceRef"): a.get("targetRef") for a in scope.findall(q("association"))}
+    pairs = []
+    for boundary in scope.findall(q("boundaryEvent")):
+        if boundary.find(q("compensateEventDefinition")) is None:
+            continue
+        handler = handlers.get(targets.get(boundary.get("id")))
+        if handler is not None:
+            pairs.append((boundary.get("attachedToRef") or "", boundary, handler))
+    return pairs
+
+
+def compensation_throws(scope: etree._Element) -> list[etree._Element]:
+    """The events of a scope that compensate it: compensation throw and end events, and in a transaction
+    its cancel end events (cancelling a transaction compensates what it completed, BPMN 2.0 §10.2.2)."""
+    throws = [e for e in scope if isinstance(e.tag, str) and local_name(e.tag) in ("intermediateThrowEvent", "endEvent")
+              and e.find(q("compensateEventDefinition")) is not None]
+    if local_name(scope.tag) == "transaction":
+        throws += [e for e in scope.findall(q("endEvent")) if e.find(q("cancelEventDefinition")) is not None]
+    return throws
+
+
+def compensation_to_flows(scope: etree._Element) -> None:
+    """Compensation (BPMN 2.0 §10.6), which Spiff lacks, as the flow it stands for: before each compensation
+    throw of a (sub-)process, one gateway per compensable activity (latest in the model first) runs that
+    activity's handler if the activity completed, then the flow goes on. The throw itself becomes a none
+    event. What this cannot express (compensation event sub-processes, handlers no throw of their scope
+    reaches) is refused by a finding (``_static_findings``)."""
+    pairs = compensation_pairs(scope)
+    throws = compensation_throws(scope)
+    if not pairs or not throws:
+        return
+    used: set[str] = set()
+    for throw in throws:
+        definition = throw.find(q("compensateEventDefinition"))
+        activity = definition.get("activityRef") if definition is not None else None
+        chosen = [p for p in pairs if activity in (None, "", p[0])]
+        if definition is not None:
+            throw.remove(definition)
+        incoming = [f for f in scope.findall(q("sequenceFlow")) if f.get("targetRef") == throw.get("id")]
+        first = None
+        previous = None
+        for activity_id, _boundary, handler in reversed(chosen):
+            base = f"{throw.get('id')}__{activity_id}"
+            gate = etree.SubElement(scope, q("exclusiveGateway"), id=f"{base}__gate", default=f"{base}__skip")
+            gate.set(COMPENSATES, activity_id)
+            merge = etree.SubElement(scope, q("exclusiveGateway"), id=f"{base}__merge")
+            runner = handler
+            if handler.get("id") in used:
+                runner = copy.deepcopy(handler)
+                runner.set("id", f"{base}__{handler.get('id')}")
+                scope.append(runner)
+            used.add(handler.get("id"))
+            runner.attrib.pop("isForCompensation", None)
+            for flow_id, source, target in ((f"{base}__run", gate.get("id"), runner.get("id")),
+                                            (f"{base}__skip", gate.get("id"), merge.get("id")),
+                                            (f"{base}__done", runner.get("id"), merge.get("id"))):
+                etree.SubElement(scope, q("sequenceFlow"), id=flow_id, sourceRef=source, targetRef=target)
+            if previous is not None:
+                etree.SubElement(scope, q("sequenceFlow"), id=f"{base}__in", sourceRef=previous.get("id"),
+                                 targetRef=gate.get("id"))
+            first = first if first is not None else gate
+            previous = merge
+        if first is None:
+            continue
+        for flow in incoming:
+            flow.set("targetRef", first.get("id"))
+        etree.SubElement(scope, q("sequenceFlow"), id=f"{throw.get('id')}__compensated",
+                         sourceRef=previous.get("id"), targetRef=throw.get("id"))
+    for _activity, boundary, _handler in pairs:
+        scope.remove(boundary)
+    for association in scope.findall(q("association")):
+        if association.get("sourceRef") in {b.get("id") for _a, b, _h in pairs}:
+            scope.remove(association)
 
 
 def instantiating_receive_tasks_to_start_events(root: etree._Element) -> None:
@@ -1139,11 +1246,14 @@ def _static_findings(process: etree._Element, process_id: str) -> list[Finding]:
             definitions = [local_name(c.tag) for c in element if local_name(c.tag).endswith("EventDefinition")]
             if not definitions and element.find(q("eventDefinitionRef")) is None:
                 add(element, "a boundary event needs an event definition (timer, message, signal, error…)")
-            if "compensateEventDefinition" in definitions:
-                add(element, "compensation is not supported by the engine")
-        elif name in ("intermediateThrowEvent", "endEvent"):
+            if "compensateEventDefinition" in definitions and not _compensation_runs(element):
+                add(element, "compensation: no compensation throw event (or transaction cancel) of the same "
+                    "(sub-)process triggers this handler, which is all the engine supports",
+                    hint="throw the compensation event in the process that holds the activity")
+        elif name == "startEvent":
             if any(local_name(c.tag) == "compensateEventDefinition" for c in element):
-                add(element, "compensation is not supported by the engine")
+                add(element, "compensation event sub-processes are not supported by the engine",
+                    hint="attach a compensation boundary event with a handler to the activity instead")
         elif name == "multiInstanceLoopCharacteristics" and (element.get("behavior") or "All") != "All" and (
                 element.get("noneBehaviorEventRef") or element.get("oneBehaviorEventRef")
                 or element.find(q("complexBehaviorDefinition")) is not None):
@@ -1153,6 +1263,14 @@ def _static_findings(process: etree._Element, process_id: str) -> list[Finding]:
         elif name == "dataStoreReference":
             add(element, "data stores are not supported by the engine")
     return found
+
+
+def _compensation_runs(boundary: etree._Element) -> bool:
+    """A compensation boundary event runs when a throw of its own scope can reach its handler."""
+    scope = boundary.getparent()
+    if scope is None:
+        return False
+    return any(b is boundary for _a, b, _h in compensation_pairs(scope)) and bool(compensation_throws(scope))
 
 
 def _service_implementation(element: etree._Element) -> str | None:
