@@ -73,6 +73,7 @@ _ELEMENT_TYPES = (
     ("ServiceTask", "serviceTask"), ("SendTask", "sendTask"), ("ReceiveTask", "receiveTask"),
     ("BusinessRuleTask", "businessRuleTask"), ("CallActivity", "callActivity"),
     ("TransactionSubprocess", "transaction"), ("SubWorkflowTask", "subProcess"),
+    ("ComplexGateway", "complexGateway"),
     ("ExclusiveGateway", "exclusiveGateway"), ("ParallelGateway", "parallelGateway"),
     ("InclusiveGateway", "inclusiveGateway"), ("EventBasedGateway", "eventBasedGateway"),
     ("StartEvent", "startEvent"), ("EndEvent", "endEvent"), ("BoundaryEvent", "boundaryEvent"),
