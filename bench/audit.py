@@ -1,7 +1,7 @@
 """Audit log costs, each against a baseline measured in the same process on the same database:
 
-1. share of a command's time spent on its audit events, on bench/runtime.py's workload (the refund
-   process: start -> review -> pay, through the services);
+1. share of a command's time spent on its audit events, on bench/throughput.py's workload (start ->
+   claim -> complete a user task -> gateway -> end, through the services);
 2. append rate: ``record()`` (validate, hash, lock the chain head) against a plain insert of the same
    rows in the same transactions into a copy of the table without the chain; ``record_many`` too;
 3. verify, XES, OCEL and CSV export rates against reading the same rows with a bare SQL query.
@@ -26,7 +26,7 @@ from sqlalchemy import MetaData, event, text
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.runtime import ROOT, run_through_services  # noqa: E402 - after the path set-up above
+from bench.throughput import MODEL, run_service  # noqa: E402 - after the path set-up above
 from bpmn_server.audit import chain  # noqa: E402
 from bpmn_server.audit import events as ev  # noqa: E402
 from bpmn_server.clock import ManualClock  # noqa: E402
@@ -98,10 +98,11 @@ def command_share(database: Database, services: Services, seconds: float) -> tup
     timer = AuditTimer(database)
     totals = [0.0, 0]  # seconds inside commands, commands
     _time_calls(services.instances, "start", totals)
+    _time_calls(services.tasks, "claim", totals)
     _time_calls(services.tasks, "complete", totals)
     ended = time.perf_counter() + seconds
     while time.perf_counter() < ended:
-        run_through_services(services)
+        run_service(services)
     command_time, commands = totals
     return timer.seconds / command_time, commands / command_time, round(timer.calls / commands)
 
@@ -198,11 +199,11 @@ def main() -> None:
     services = Services(settings, database=database, clock=ManualClock())
     backend = database.engine.dialect.name
 
-    services.definitions.deploy((ROOT / "diagrams" / "refund-request.bpmn").read_bytes(), "refund.bpmn", "admin")
-    run_through_services(services)  # warm up: specs cached, chain head created
+    services.definitions.deploy(MODEL, "throughput.bpmn", "admin")
+    run_service(services)  # warm up: specs cached, chain head created
     share, command_rate, per_command = command_share(database, services, args.seconds)
     print(f"audit log on {backend}")
-    print(f"  runtime workload   : {command_rate:7.1f} commands/s, {per_command} audit events per command, "
+    print(f"  throughput workload: {command_rate:7.1f} commands/s, {per_command} audit events per command, "
           f"{share:.1%} of command time spent on audit (target < 15%)")
 
     appends = append_rates(database, args.appends, args.per_command)
