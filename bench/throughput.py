@@ -211,7 +211,9 @@ def main() -> None:
         import cProfile
 
         run_service(sqlite)
-        cProfile.runctx("rate(lambda: run_service(sqlite), args.seconds)", globals(), locals(), args.profile)
+        profiler = cProfile.Profile()
+        profiler.runcall(rate, lambda: run_service(sqlite), args.seconds)
+        profiler.dump_stats(args.profile)
         print(f"profile of the SQLite service loop written to {args.profile}")
         return
     assert sqlite.engine.specs_for(definition).spec.task_specs.keys() == specs.spec.task_specs.keys()

@@ -131,6 +131,7 @@ class Command:
     failure: Exception | None = None
     data: dict[str, Any] = field(default_factory=dict)  # what the action wants to hand back
     thrown: list[Any] = field(default_factory=list)  # messages/signals for other instances
+    created: bool = False  # the instance is inserted by this command (no other transaction sees it)
 
     def audit(self, event_type: str, **fields: Any) -> None:
         """Queue an audit event of this instance; written after the projections, before commit."""
@@ -261,7 +262,7 @@ class CommandRunner:
                 parent_instance_id=parent_instance_id,
             )
             session.add(instance)
-            command = Command(session, instance, definition, workflow, actor, now)
+            command = Command(session, instance, definition, workflow, actor, now, created=True)
             command.audit(events.INSTANCE_STARTED, data={"business_key": business_key, "variables": variables})
             if action is not None:
                 action(command)

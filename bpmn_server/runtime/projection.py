@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
@@ -43,17 +44,47 @@ def reconcile(command: Command) -> None:
         reconcile_message_waits(command)
 
 
+def _rows(command: Command, query, *, possible: bool = True) -> list:
+    """The instance's stored rows that ``query`` selects.
+
+    No query when none can exist: these rows are written only here, once per command, so an instance
+    this command inserted has none yet (and the foreign key keeps other transactions from adding any
+    before the commit); a process whose model has no such waits (``possible`` false) never gets a
+    row of that kind.
+    """
+    if command.created or not possible:
+        return []
+    return command.session.scalars(query).all()
+
+
+_WAITS: WeakKeyDictionary = WeakKeyDictionary()  # process spec -> (has timer catches, has message/signal catches)
+
+
+def _waits_of(workflow) -> tuple[bool, bool]:
+    """Whether the workflow's model (sub-processes and called processes included) has timer catch
+    events and message/signal catch events at all; computed once per spec (specs are cached)."""
+    spec = workflow.spec
+    found = _WAITS.get(spec)
+    if found is None:
+        timers = catches = False
+        for process in (spec, *workflow.subprocess_specs.values()):
+            for task_spec in process.task_specs.values():
+                timers = timers or _is_timer_catch(task_spec)
+                catches = catches or any(isinstance(d, MessageEventDefinition | SignalEventDefinition)
+                                         for d in caught_definitions(task_spec))
+        found = _WAITS.setdefault(spec, (timers, catches))
+    return found
+
+
 # -- human tasks ---------------------------------------------------------------------------------
 def reconcile_human_tasks(command: Command) -> None:
-    session = command.session
     workflow = command.workflow
     active = command.instance.status not in ("completed", "terminated")
     ready = {}
     if active:
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
-    rows = session.scalars(
-        select(HumanTask).where(HumanTask.instance_id == command.instance.id, HumanTask.status.in_(OPEN_STATUSES))
-    ).all()
+    rows = _rows(command, select(HumanTask).where(
+        HumanTask.instance_id == command.instance.id, HumanTask.status.in_(OPEN_STATUSES)))
     known = {row.spiff_task_id for row in rows}
     for row in rows:
         if row.spiff_task_id in ready or row.status not in OPEN_STATUSES:  # (completed by this command)
@@ -219,13 +250,13 @@ def timer_kind(task_spec: Any) -> str:
 
 def waiting_timers(workflow) -> dict[str, Any]:
     """The WAITING timer catch events of a workflow (sub-processes included), by Spiff task id."""
-    found = {}
-    for task in workflow.get_tasks(state=TaskState.WAITING):
-        definition = event_definition_of(task.task_spec)
-        inner = getattr(definition, "event_definitions", None) or []  # an event-based gateway's events
-        if isinstance(definition, TimerEventDefinition) or any(isinstance(d, TimerEventDefinition) for d in inner):
-            found[str(task.id)] = task
-    return found
+    return {str(task.id): task for task in workflow.get_tasks(state=TaskState.WAITING) if _is_timer_catch(task.task_spec)}
+
+
+def _is_timer_catch(task_spec: Any) -> bool:
+    definition = event_definition_of(task_spec)
+    inner = getattr(definition, "event_definitions", None) or []  # an event-based gateway's events
+    return isinstance(definition, TimerEventDefinition) or any(isinstance(d, TimerEventDefinition) for d in inner)
 
 
 def reconcile_timers(command: Command) -> None:
@@ -233,9 +264,9 @@ def reconcile_timers(command: Command) -> None:
     active = command.instance.status not in ("completed", "terminated")
     suspended = command.instance.status == "suspended"
     waiting = waiting_timers(command.workflow) if active else {}
-    rows = session.scalars(
-        select(Timer).where(Timer.instance_id == command.instance.id, Timer.status.in_(("waiting", "suspended")))
-    ).all()
+    rows = _rows(command, select(Timer).where(
+        Timer.instance_id == command.instance.id, Timer.status.in_(("waiting", "suspended"))),
+        possible=_waits_of(command.workflow)[0])
     by_task = {row.spiff_task_id: row for row in rows}
     for row in rows:
         if row.status not in ("waiting", "suspended"):  # settled by the action of this command
@@ -331,7 +362,8 @@ def reconcile_message_waits(command: Command) -> None:
     if active:
         for kind, name, task in waiting_catches(command.workflow):
             wanted.setdefault((kind, name), task)
-    rows = session.scalars(select(MessageWait).where(MessageWait.instance_id == command.instance.id)).all()
+    rows = _rows(command, select(MessageWait).where(MessageWait.instance_id == command.instance.id),
+                 possible=_waits_of(command.workflow)[1])
     have = {(row.kind, row.message_name): row for row in rows}
     stale = [row.id for key, row in have.items() if key not in wanted]
     if stale:
