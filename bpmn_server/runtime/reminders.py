@@ -176,7 +176,12 @@ def escalation_reason(boundary: Any) -> str:
 
 def _task_row(command: Command, event: dict[str, Any]) -> HumanTask | None:
     task_id = (event.get("data") or {}).get("task_id")
-    return command.session.get(HumanTask, task_id) if task_id else None
+    if not task_id:
+        return None
+    for row in command.session.new:  # created by this command: no autoflush and SELECT to find it again
+        if isinstance(row, HumanTask) and row.id == task_id:
+            return row
+    return command.session.get(HumanTask, task_id)
 
 
 def _within(command: Command, row: HumanTask, element_id: str) -> bool:
