@@ -38,7 +38,7 @@ class AuditFilterSchema(Schema):
 
 class AuditEventQuerySchema(PageQuerySchema, AuditFilterSchema):
     event_type = fields.String(data_key="eventType", validate=validate.OneOf(sorted(EVENT_TYPES)))
-    after_sequence = fields.Integer(data_key="afterSequence", validate=validate.Range(min=0), metadata={
+    after_sequence = fields.Integer(data_key="afterSequence", validate=validate.Range(min=0, max=2**63 - 1), metadata={
         "description": "keyset paging for long logs: only events after this sequence (pass nextAfterSequence)"})
 
 
@@ -140,7 +140,8 @@ class AuditExport(MethodView):
     @blp.arguments(AuditExportQuerySchema, location="query")
     @blp.doc(responses={"200": {
         "description": "the log, streamed: IEEE XES (one trace per instance), OCEL 2.0 JSON, or CSV",
-        "content": {media.split(";")[0]: {"schema": {"type": "string"}} for media, _ in EXPORT_FORMATS.values()},
+        "content": {media.split(";")[0]: {"schema": {"type": "object" if media.startswith("application/json")
+                                                     else "string"}} for media, _ in EXPORT_FORMATS.values()},
     }})
     def get(self, args):
         """Export the log as XES, OCEL 2.0 or CSV, streamed so that any size fits in flat memory."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 from marshmallow import INCLUDE, Schema, fields, validate
 
 
+MAX_OFFSET = 2**31 - 1
+
+
 class PageQuerySchema(Schema):
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
