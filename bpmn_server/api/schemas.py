@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
-
 MAX_OFFSET = 2**31 - 1
 
 

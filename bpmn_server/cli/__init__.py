@@ -19,10 +19,9 @@ def main() -> None:
 
 def load_services(**overrides):
     """Services on the configured database (``BPMN_SERVER_*``), with the schema in place."""
+    from ..logs import configure_logging
     from ..services import Services
     from ..settings import Settings
-
-    from ..logs import configure_logging
 
     services = Services(Settings.from_env(**overrides))
     configure_logging(services.settings.log_level, json_lines=services.settings.log_json)
