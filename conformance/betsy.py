@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         print(f"betsy: {len(stale)} case(s) pass but are listed in {KNOWN_FAILURES.name}: "
               + ", ".join(r.case.name for r in stale))
+    passed = sum(r.passed for r in results)
+    print(f"{passed} passed, {len(results) - passed} failed")
     return 1 if args.strict and (unexpected or stale) else 0
 
 
