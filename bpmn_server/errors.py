@@ -88,6 +88,7 @@ class Forbidden(BpmnServerError):
     type = "forbidden"
     title = "Not allowed"
     status = 403
+    audited = False  # set once the refusal is in the audit log (AuditService.record_refusal)
 
 
 class PreconditionFailed(BpmnServerError):

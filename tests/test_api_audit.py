@@ -152,3 +152,18 @@ def test_the_audit_endpoints_are_in_the_openapi_document(client):
     assert {"/api/v1/audit/events", "/api/v1/audit/verify", "/api/v1/audit/export"} <= set(paths)
     parameters = {p["name"] for p in paths["/api/v1/audit/events"]["get"]["parameters"]}
     assert {"instanceId", "user", "process", "eventType", "since", "until", "offset", "limit"} <= parameters
+
+
+def test_every_refused_request_is_audited_once(client, services, auth, backend):
+    """An administrator-only endpoint refuses a plain user: one permission-denied event, with the
+    request as the action; a refusal the runtime already recorded is not recorded twice."""
+    from bpmn_server.identity.principal import Principal
+
+    services.identity.create_user("pat", groups=["clerks"])
+    pat = {"Authorization": f"Bearer {services.identity.create_token('pat').token}"}
+    assert client.get("/api/v1/users", headers=pat).status_code == 403
+    assert client.get("/api/v1/audit/verify", headers=pat).status_code == 403
+    page = services.audit.list_events(Principal("root", is_admin=True), event_type="permission-denied")
+    actions = sorted((e.actor, e.data["action"]) for e in page.items)
+    assert len(actions) == 2, actions
+    assert actions[0] == ("pat", "GET /api/v1/users"), actions

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, json, request
+from flask import Response, current_app, g, json, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import BpmnServerError
+from ..errors import BpmnServerError, Forbidden
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -28,10 +28,19 @@ def problem_response(
 
 
 def from_domain_error(error: BpmnServerError) -> Response:
+    if isinstance(error, Forbidden):
+        record_refusal(error)
     headers = {"WWW-Authenticate": 'Bearer realm="bpmn-server"'} if error.status == 401 else None
     # members of the problem itself win over same-named extras (e.g. a Conflict's ``status`` of an instance)
     extra = {k: v for k, v in error.extra.items() if k not in ("status", "type", "title", "detail", "headers")}
     return problem_response(error.status, error.type, error.title, error.detail, headers=headers, **extra)
+
+
+def record_refusal(error: Forbidden) -> None:
+    """Every refused request lands in the audit log once, whoever refused it (API and pages)."""
+    principal = g.get("principal")
+    actor = principal.username if principal is not None else "anonymous"
+    current_app.extensions["bpmn_server"].audit.record_refusal(error, actor, f"{request.method} {request.path}")
 
 
 def from_http_exception(error: HTTPException) -> Response:

@@ -106,7 +106,18 @@ class AuditService:
             return
         detail = f"'{principal.username}' may not {action}: it needs the '{AUDITOR_GROUP}' group or an administrator"
         self.permission_denied(principal.username, action, detail)
-        raise Forbidden(detail)
+        refusal = Forbidden(detail)
+        refusal.audited = True
+        raise refusal
+
+    def record_refusal(self, error: Forbidden, actor: str, action: str) -> None:
+        """Record a refusal its raiser did not record (e.g. an administrator-only endpoint), once."""
+        if error.audited:
+            return
+        self.permission_denied(actor, action, error.detail,
+                               **{k: error.extra[k] for k in ("instance_id", "definition_key", "definition_version",
+                                                              "element_id") if k in error.extra})
+        error.audited = True
 
     def permission_denied(
         self,

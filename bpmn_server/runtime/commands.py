@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..audit import events
-from ..audit.chain import record
+from ..audit.chain import record, record_many
 from ..clock import Clock
 from ..errors import BpmnServerError, Conflict, NotFound, PreconditionFailed, ScriptError
 from ..store import Database
@@ -301,9 +301,7 @@ class CommandRunner:
         for listener in self.listeners:
             listener(command)
         command.session.flush()
-        for event in command.events:
-            event_type = event.pop("event_type")
-            record(command.session, event_type, **event)
+        record_many(command.session, command.events)  # one chained multi-row INSERT, no ORM objects
 
     def advance(self, command: Command) -> None:
         """Fire due timers and run engine steps until the instance waits; a failure becomes an incident."""
@@ -393,6 +391,7 @@ def record_denied(database: Database, clock: Clock, actor: str, action: str, err
         record(session, events.PERMISSION_DENIED, actor=actor, timestamp=clock.now(), instance_id=instance_id,
                definition_key=definition_key, definition_version=definition_version, element_id=element_id,
                data={"action": action, "detail": error.detail, "task_id": task_id})
+    error.audited = True
 
 
 def is_contention(err: OperationalError) -> bool:

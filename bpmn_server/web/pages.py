@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ..errors import BpmnServerError, Unauthenticated
+from ..errors import BpmnServerError, Forbidden, Unauthenticated
 from ..identity.principal import Principal
 from .security import signed_in_principal
 
@@ -71,6 +71,10 @@ def _unauthenticated(error: Unauthenticated):
 
 @bp.errorhandler(BpmnServerError)
 def _domain_error(error: BpmnServerError):
+    if isinstance(error, Forbidden):  # refusals are audited once, as the API does
+        user = g.get("principal")
+        current_app.extensions["bpmn_server"].audit.record_refusal(
+            error, user.username if user else "anonymous", f"{request.method} {request.path}")
     return render("error.html", error.status, title=error.title, detail=error.detail, code=error.status)
 
 
