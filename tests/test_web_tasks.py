@@ -64,6 +64,23 @@ def test_group_tasks_are_claimed_into_my_tasks(client, services):
     assert services.tasks.get(task.id, services.identity.principal_for("clerk")).assignee is None
 
 
+def test_the_assignee_delegates_a_task_from_its_page(client, services):
+    services.identity.create_user("colleague", password="colleague-pw", groups=["clerks"])
+    sign_in(client, "clerk", next_url="/tasks")
+    task = _review_task(services)
+    token = page_token(client, "/tasks")
+    assert 'action="/tasks/' + task.id + '/assign"' not in client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    client.post(f"/tasks/{task.id}/claim", data={"csrf_token": token})
+    assert 'Delegate' in client.get(f"/tasks/{task.id}").get_data(as_text=True)
+
+    response = client.post(f"/tasks/{task.id}/assign", data={"csrf_token": token, "assignee": "colleague"})
+    assert response.status_code == 303
+    assert services.tasks.get(task.id, services.identity.principal_for("colleague")).assignee == "colleague"
+    again = client.post(f"/tasks/{task.id}/assign", data={"csrf_token": token, "assignee": "clerk"},
+                        follow_redirects=True)
+    assert "only the task&#39;s assignee or an administrator may assign it" in again.get_data(as_text=True)
+
+
 def test_task_list_filters_by_process_and_priority(client, services):
     sign_in(client, "clerk", next_url="/tasks")
     assert "Review refund request" in client.get("/tasks?tab=group&process=refund_request").get_data(as_text=True)

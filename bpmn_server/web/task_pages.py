@@ -181,6 +181,15 @@ def unclaim_task(task_id: str):
                         "The task is back in the group's list.")
 
 
+@bp.post("/tasks/<task_id>/assign")
+def assign_task(task_id: str):
+    """Hand a task to someone else (its assignee delegates; an administrator assigns)."""
+    user = principal()
+    assignee = request.form.get("assignee", "").strip()
+    return _task_action(task_id, lambda: services().tasks.assign(task_id, assignee, user),
+                        f"The task is now assigned to {assignee}.")
+
+
 @bp.post("/tasks/<task_id>/comments")
 def comment_task(task_id: str):
     """Add a comment."""
