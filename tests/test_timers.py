@@ -463,28 +463,90 @@ def test_assigning_a_task_notifies_the_new_assignee(runtime, database, clock):
     assert [n.kind for n in notifications_of(runtime, "mia")] == ["task.created"]
 
 
-def test_killed_worker_loses_no_timer_and_fires_none_twice(runtime, database, clock, tmp_path):
-    """kill -9 a worker in the middle of firing; after restart every timer has fired exactly once."""
-    import os
-    import signal
+# Fault and cluster scale (issue 4, item 6). Each timer costs a start (a fifth of one) and a firing
+# command: ~20 ms on SQLite, ~35-45 ms on PostgreSQL on the shared 2-core machine, and a second worker
+# process does not add throughput there. These counts are what fits about a minute per test and
+# backend; measured times in docs/timers.md ("Fault and cluster tests").
+FAULT_TIMERS = 1000  # pending when a worker is kill -9'd half-way (the issue's 1,000)
+CLUSTER_TIMERS = 1250  # due together for two worker processes on PostgreSQL (the issue asks 2,000: 88 s here)
+TIMERS_PER_INSTANCE = 5  # timers are made by starting N / 5 instances of a five-branch model
+
+
+def start_fan_out(runtime, timers: int) -> list[str]:
+    """Instances holding ``timers`` waiting timers in all, due 60-64 s after now (in-process starts)."""
+    deploy(runtime, timer_models.parallel_timers("fan", TIMERS_PER_INSTANCE))
+    return [start(runtime, "fan").id for _ in range(timers // TIMERS_PER_INSTANCE)]
+
+
+def timer_worker(database, data_dir, now: datetime, *options: str):
+    """A separate worker process (tests/timer_worker.py) firing due timers at ``now``; waits for 'ready'."""
     import subprocess
     import sys
-    import time
 
     from .conftest import PROJECT_ROOT
 
-    deploy(runtime, timer_models.intermediate_timer(duration="PT1M"))
-    instances = [start(runtime, "wait").id for _ in range(60)]
-    due = clock.now() + timedelta(minutes=2)
-    worker = subprocess.Popen([sys.executable, "-m", "tests.timer_worker", database.url, str(tmp_path / "w"),
-                               due.isoformat()], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen([sys.executable, "-m", "tests.timer_worker", database.url, str(data_dir),
+                               now.isoformat(), *options], cwd=PROJECT_ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline().strip() == "ready"
+    return worker
+
+
+def finish(workers, timeout: float = 240) -> list[int]:
+    """Let --until-done workers go together; how many timers each fired (no worker outlives this)."""
     try:
-        assert worker.stdout.readline().strip() == "ready"
-        deadline = time.monotonic() + 60
+        for worker in workers:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        fired = []
+        for worker in workers:
+            out, _ = worker.communicate(timeout=timeout)
+            assert worker.returncode == 0
+            fired.append(int(out.split()[0]))
+        return fired
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+
+
+def assert_every_timer_fired_once(runtime, database, instances: list[str]) -> None:
+    """Each timer fired exactly once (one timer-fired event and one row per timer, all released), every
+    instance ran to its end, and the audit chain is intact."""
+    with database.read() as session:
+        per_timer = session.execute(select(AuditEvent.instance_id, AuditEvent.element_id, func.count()).where(
+            AuditEvent.event_type == events.TIMER_FIRED).group_by(AuditEvent.instance_id, AuditEvent.element_id)).all()
+        rows_ = session.execute(select(Timer.instance_id, Timer.element_id, Timer.status, Timer.lock_owner)).all()
+        statuses = dict(session.execute(select(ProcessInstance.id, ProcessInstance.status)).all())
+        ended = session.execute(select(AuditEvent.instance_id, func.count()).where(
+            AuditEvent.event_type == events.INSTANCE_COMPLETED).group_by(AuditEvent.instance_id)).all()
+    expected = {(i, f"t{n}") for i in instances for n in range(TIMERS_PER_INSTANCE)}
+    assert {(i, e): c for i, e, c in per_timer} == dict.fromkeys(expected, 1)
+    assert sorted((i, e) for i, e, _, _ in rows_) == sorted(expected)  # one row per timer, none duplicated
+    assert {(s, owner) for _, _, s, owner in rows_} == {("fired", None)}
+    assert statuses == dict.fromkeys(instances, "completed")
+    assert dict(ended) == dict.fromkeys(instances, 1)
+    assert runtime.audit.verify(ADMIN).ok
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_no_timer_and_fires_none_twice(runtime, database, clock, tmp_path):
+    """kill -9 a worker process while FAULT_TIMERS timers are pending and some are mid-fire (leased,
+    their command open); a restarted worker fires the rest: every timer exactly once, every instance
+    consistent."""
+    import os
+    import signal
+    import time
+
+    instances = start_fan_out(runtime, FAULT_TIMERS)
+    due = clock.now() + timedelta(minutes=2)
+    worker = timer_worker(database, tmp_path / "w1", due)
+    try:
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # waiting for the other process, not for time to pass
             with database.read() as session:
                 fired = session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "fired"))
-            if fired >= 15:
+            if fired >= FAULT_TIMERS // 4:
                 break
             time.sleep(0.02)
         os.kill(worker.pid, signal.SIGKILL)
@@ -493,17 +555,31 @@ def test_killed_worker_loses_no_timer_and_fires_none_twice(runtime, database, cl
         worker.wait()
     with database.read() as session:
         left = session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "waiting"))
-    assert 0 < left < 60  # it was killed half-way
+        leased = session.scalar(select(func.count()).select_from(Timer).where(
+            Timer.status == "waiting", Timer.lock_owner.is_not(None)))
+    assert 0 < left < FAULT_TIMERS  # it was killed half-way
+    assert leased > 0  # ... holding leases on timers it was firing
+    assert {status_of(database, i) for i in instances} >= {"waiting"}
 
-    clock.set(due + timedelta(minutes=6))  # restarted after the dead worker's leases ran out
-    runtime.timers.fire_due()
-    assert {status_of(database, i) for i in instances} == {"completed"}
-    with database.read() as session:
-        per_instance = dict(session.execute(select(AuditEvent.instance_id, func.count()).where(
-            AuditEvent.event_type == events.TIMER_FIRED).group_by(AuditEvent.instance_id)).all())
-        statuses = set(session.scalars(select(Timer.status)).all())
-    assert per_instance == {i: 1 for i in instances}
-    assert statuses == {"fired"}
+    # restarted after the dead worker's leases ran out
+    [fired_after] = finish([timer_worker(database, tmp_path / "w2", due + timedelta(minutes=6), "--until-done")])
+    assert fired_after == left
+    assert_every_timer_fired_once(runtime, database, instances)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_on_postgres_fire_each_timer_exactly_once(runtime, database, clock, tmp_path,
+                                                                       backend):
+    """CLUSTER_TIMERS timers due at the moment two worker processes start sweeping one PostgreSQL
+    together (FOR UPDATE SKIP LOCKED claims): both fire, and each timer fires exactly once."""
+    if backend != "postgres":
+        pytest.skip("worker processes sharing one database: the PostgreSQL cluster case")
+    instances = start_fan_out(runtime, CLUSTER_TIMERS)
+    due = clock.now() + timedelta(minutes=2)
+    workers = [timer_worker(database, tmp_path / f"w{n}", due, "--until-done", "--batch", "10") for n in (1, 2)]
+    fired = finish(workers)
+    assert sum(fired) == CLUSTER_TIMERS and min(fired) > 0
+    assert_every_timer_fired_once(runtime, database, instances)
 
 
 @pytest.mark.parametrize("answer_first", [True, False])

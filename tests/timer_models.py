@@ -141,3 +141,27 @@ def message_or_timeout(process_id: str = "race", timeout: str = "PT1H") -> bytes
     <bpmn:sequenceFlow id="f4" sourceRef="answer" targetRef="answered"/>
     <bpmn:sequenceFlow id="f5" sourceRef="timeout" targetRef="timed_out"/>
   </bpmn:process>""")
+
+
+def parallel_timers(process_id: str = "fan", count: int = 5, first: int = 60) -> bytes:
+    """start -> fork into ``count`` branches, branch i waits PT<first + i>S -> join -> end: ``count``
+    timers per instance, due one second apart, so the fault and cluster tests make many timers with
+    few instance starts and each firing is one timer (never two of one instance due together)."""
+    branches = "".join(f"""
+    <bpmn:intermediateCatchEvent id="t{i}" name="Wait {first + i} s">
+      <bpmn:incoming>a{i}</bpmn:incoming><bpmn:outgoing>b{i}</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>PT{first + i}S</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="a{i}" sourceRef="fork" targetRef="t{i}"/>
+    <bpmn:sequenceFlow id="b{i}" sourceRef="t{i}" targetRef="join"/>""" for i in range(count))
+    outgoing = "".join(f"<bpmn:outgoing>a{i}</bpmn:outgoing>" for i in range(count))
+    incoming = "".join(f"<bpmn:incoming>b{i}</bpmn:incoming>" for i in range(count))
+    return definitions(f"""
+  <bpmn:process id="{process_id}" name="Fan out" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:parallelGateway id="fork"><bpmn:incoming>f1</bpmn:incoming>{outgoing}</bpmn:parallelGateway>{branches}
+    <bpmn:parallelGateway id="join">{incoming}<bpmn:outgoing>f2</bpmn:outgoing></bpmn:parallelGateway>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="fork"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="join" targetRef="end"/>
+  </bpmn:process>""")
