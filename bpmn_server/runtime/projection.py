@@ -44,15 +44,15 @@ def reconcile(command: Command) -> None:
         reconcile_message_waits(command)
 
 
-def _rows(command: Command, query, *, possible: bool = True) -> list:
+def _rows(command: Command, query) -> list:
     """The instance's stored rows that ``query`` selects.
 
     No query when none can exist: these rows are written only here, once per command, so an instance
     this command inserted has none yet (and the foreign key keeps other transactions from adding any
-    before the commit); a process whose model has no such waits (``possible`` false) never gets a
-    row of that kind.
+    before the commit). Likewise a process whose model has no timer (message/signal) catch events
+    never gets a timer (message_wait) row: reconcile_timers/reconcile_message_waits return at once.
     """
-    if command.created or not possible:
+    if command.created:
         return []
     return command.session.scalars(query).all()
 
@@ -260,13 +260,14 @@ def _is_timer_catch(task_spec: Any) -> bool:
 
 
 def reconcile_timers(command: Command) -> None:
+    if not _waits_of(command.workflow)[0]:
+        return  # a model without timer catch events: no timer waits, no rows
     session = command.session
     active = command.instance.status not in ("completed", "terminated")
     suspended = command.instance.status == "suspended"
     waiting = waiting_timers(command.workflow) if active else {}
     rows = _rows(command, select(Timer).where(
-        Timer.instance_id == command.instance.id, Timer.status.in_(("waiting", "suspended"))),
-        possible=_waits_of(command.workflow)[0])
+        Timer.instance_id == command.instance.id, Timer.status.in_(("waiting", "suspended"))))
     by_task = {row.spiff_task_id: row for row in rows}
     for row in rows:
         if row.status not in ("waiting", "suspended"):  # settled by the action of this command
@@ -356,14 +357,15 @@ def waiting_catches(workflow) -> list[tuple[str, str, Any]]:
 
 
 def reconcile_message_waits(command: Command) -> None:
+    if not _waits_of(command.workflow)[1]:
+        return  # a model without message/signal catch events: no waits, no rows
     session = command.session
     active = command.instance.status not in ("completed", "terminated")
     wanted = {}
     if active:
         for kind, name, task in waiting_catches(command.workflow):
             wanted.setdefault((kind, name), task)
-    rows = _rows(command, select(MessageWait).where(MessageWait.instance_id == command.instance.id),
-                 possible=_waits_of(command.workflow)[1])
+    rows = _rows(command, select(MessageWait).where(MessageWait.instance_id == command.instance.id))
     have = {(row.kind, row.message_name): row for row in rows}
     stale = [row.id for key, row in have.items() if key not in wanted]
     if stale:
