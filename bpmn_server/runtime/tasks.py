@@ -350,12 +350,15 @@ def _where(task: HumanTask, version: int | None) -> dict[str, Any]:
             "element_id": task.element_id, "task_id": task.id}
 
 
+_TASK_QUERY = (  # built once: statements are immutable, .where() returns a new one
+    select(HumanTask, ProcessDefinition.version, ProcessInstance.business_key)
+    .join(ProcessInstance, HumanTask.instance_id == ProcessInstance.id)
+    .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
+)
+
+
 def _task_query():
-    return (
-        select(HumanTask, ProcessDefinition.version, ProcessInstance.business_key)
-        .join(ProcessInstance, HumanTask.instance_id == ProcessInstance.id)
-        .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
-    )
+    return _TASK_QUERY
 
 
 def _order(sort: str) -> list:
