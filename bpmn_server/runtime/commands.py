@@ -28,7 +28,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
@@ -247,8 +247,7 @@ class CommandRunner:
 
     def _start(self, definition, actor, business_key, variables, action, now, parent_instance_id) -> Command:
         with self.database.transaction() as session:
-            definition = session.get(ProcessDefinition, definition.id,
-                                     options=[lazyload(ProcessDefinition.deployment)])
+            definition = _in_session(session, definition)
             workflow = self.engine.new_workflow(definition, FixedClock(now))
             workflow.task_tree.data.update(variables)
             instance = ProcessInstance(
@@ -392,6 +391,16 @@ def record_denied(database: Database, clock: Clock, actor: str, action: str, err
                definition_key=definition_key, definition_version=definition_version, element_id=element_id,
                data={"action": action, "detail": error.detail, "task_id": task_id})
     error.audited = True
+
+
+def _in_session(session: Session, definition: ProcessDefinition) -> ProcessDefinition:
+    """The definition as an object of ``session``. A definition is never changed after its deploy but
+    for ``retired_at``, which a start does not read again, so a clean copy loaded just before serves
+    without a second SELECT; anything else is loaded by id."""
+    state = inspect(definition)
+    if state.detached and state.key is not None and not state.modified:
+        return session.merge(definition, load=False)
+    return session.get(ProcessDefinition, definition.id, options=[lazyload(ProcessDefinition.deployment)])
 
 
 def is_contention(err: OperationalError) -> bool:
