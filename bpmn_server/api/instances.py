@@ -12,7 +12,7 @@ from marshmallow import Schema, fields, validate
 from ..errors import PreconditionFailed
 from ..runtime.instances import STATUSES
 from .auth import current_principal, services
-from .schemas import PageQuerySchema, PageSchema
+from .schemas import INT32, PageQuerySchema, PageSchema
 
 blp = Blueprint("instances", __name__, url_prefix="/api/v1", description="Process instances")
 
@@ -66,16 +66,16 @@ class InstancePageSchema(PageSchema):
 
 class StartSchema(Schema):
     key = fields.String(metadata={"description": "process id; the latest active version starts"})
-    definition_id = fields.Integer(data_key="definitionId", metadata={"description": "a definition by id"})
-    version = fields.Integer(validate=validate.Range(min=1), metadata={"description": "a given version of key"})
+    definition_id = fields.Integer(data_key="definitionId", validate=INT32, metadata={"description": "a definition by id"})
+    version = fields.Integer(validate=validate.Range(min=1, max=INT32.max), metadata={"description": "a given version of key"})
     business_key = fields.String(data_key="businessKey", allow_none=True, validate=validate.Length(max=255))
     variables = fields.Dict(keys=fields.String(), load_default=dict)
 
 
 class InstanceQuerySchema(PageQuerySchema):
     key = fields.String()
-    version = fields.Integer()
-    definition_id = fields.Integer(data_key="definitionId")
+    version = fields.Integer(validate=INT32)
+    definition_id = fields.Integer(data_key="definitionId", validate=INT32)
     status = fields.String(validate=validate.OneOf(STATUSES))
     business_key = fields.String(data_key="businessKey")
     started_by = fields.String(data_key="startedBy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import INCLUDE, Schema, fields, validate
 
 MAX_OFFSET = 2**31 - 1
+INT32 = validate.Range(min=-(2**31), max=2**31 - 1)  # what an INTEGER column holds: larger is a 422, not a 500
 
 
 class PageQuerySchema(Schema):

@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 from ..runtime.tasks import SCOPES, TASK_STATUSES
 from .auth import current_principal, services
 from .instances import expected_version, with_etag
-from .schemas import PageQuerySchema, PageSchema
+from .schemas import INT32, PageQuerySchema, PageSchema
 
 blp = Blueprint("tasks", __name__, url_prefix="/api/v1", description="Human tasks")
 
@@ -79,8 +79,8 @@ class TaskQuerySchema(PageQuerySchema):
     process_key = fields.String(data_key="processKey")
     instance_id = fields.String(data_key="instanceId")
     name = fields.String(metadata={"description": "part of the task name"})
-    priority = fields.Integer()
-    min_priority = fields.Integer(data_key="minPriority")
+    priority = fields.Integer(validate=INT32)
+    min_priority = fields.Integer(data_key="minPriority", validate=INT32)
     due_before = fields.AwareDateTime(data_key="dueBefore", default_timezone=None)
     due_after = fields.AwareDateTime(data_key="dueAfter", default_timezone=None)
     overdue = fields.Boolean()
