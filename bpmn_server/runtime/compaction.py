@@ -45,6 +45,8 @@ def compact(workflow, min_chain: int = MIN_CHAIN) -> int:
 
 
 def _compact_one(workflow, top, min_chain: int) -> int:
+    if len(workflow.tasks) < min_chain + 2:  # the root plus at least min_chain + 1 trunk tasks are needed
+        return 0
     root = workflow.task_tree
     if root is None or len(root._children) != 1:
         return 0
