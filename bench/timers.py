@@ -4,15 +4,16 @@ firing the same timers in memory; and the lateness of a single 2-second timer wo
     .venv/bin/python bench/timers.py [--timers N] [--postgres URL] [--samples S] [--pg-creators C]
 
 - N (default 10,000) instances of ``start -> wait PT1M -> end`` are started with a manual clock at one
-  moment, so all N timers are due at exactly the same moment T. Then 1 worker process (SQLite,
-  PostgreSQL) or 2 worker processes (PostgreSQL) with their clock at T are told "go" together and run one
+  moment, so all N timers are due at exactly the same moment T. Then 1 or 2 worker processes (SQLite,
+  PostgreSQL) with their clock at T are told "go" together and each runs one
   ``fire_due`` pass each (what each pass of ``bpmn-server worker`` runs: claim a batch, one command per
   timer, until nothing due is left). Each worker notes the wall time at which each of its firings
   committed; a timer's **lateness** is that time minus the "go" moment (all timers were due then), so
   p50 is about half of the time to drain the queue. fired/s = N / time until the last commit.
   Afterwards the database is checked: one ``timer-fired`` event per instance, every instance completed.
-- On PostgreSQL the N instances are created once (by C processes in parallel, default 3: a start is
-  round-trip bound there) in ``<db>_src`` and copied with ``CREATE DATABASE … TEMPLATE`` for each run.
+- The N instances are created once per backend and copied for each run (SQLite: the backup API;
+  PostgreSQL: created in ``<db>_src`` by C processes in parallel, default 3, then ``CREATE DATABASE …
+  TEMPLATE``).
 - The baseline, measured in the same process: bare Spiff ``refresh_timers()`` + ``do_engine_steps()`` on
   in-memory workflows (at most 2,000 of them). ratio = server ms per timer (SQLite, 1 worker) / bare ms.
 - Single 2-second timers: S (default 10) instances started one after the other with the real clock and
@@ -105,6 +106,17 @@ def copy_postgres(url: str, source: str, target: str) -> None:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{target}" TEMPLATE "{source}"'))
     admin.dispose()
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database (the backup API, WAL included)."""
+    import sqlite3
+
+    target.unlink(missing_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
 
 
 def ensure_postgres(url: str) -> None:
@@ -272,11 +284,13 @@ def main() -> None:
         bare = bench_bare_spiff(bare_n) / bare_n
         print(f"bare Spiff refresh+steps: {bare * 1000:.3f} ms/timer ({bare_n} in-memory workflows)", flush=True)
 
-        sqlite = f"sqlite:///{folder / 'bench.db'}"
-        made = prepare(sqlite, folder / "data", n)
+        made = prepare(f"sqlite:///{folder / 'source.db'}", folder / "data", n)
         print(f"SQLite: {n} instances started in {made:.0f} s", flush=True)
-        runs.append(fire_with_workers("SQLite, 1 worker process", sqlite, folder / "data", n, 1))
-        print(runs[-1].line(), flush=True)
+        for workers in (1, 2):
+            copy_sqlite(folder / "source.db", folder / "bench.db")
+            runs.append(fire_with_workers(f"SQLite, {workers} worker process{'es' * (workers > 1)}",
+                                          f"sqlite:///{folder / 'bench.db'}", folder / "data", n, workers))
+            print(runs[-1].line(), flush=True)
 
         if args.postgres:
             source_url = make_url(args.postgres)
@@ -296,7 +310,7 @@ def main() -> None:
               + ", ".join(f"{x * 1000:.0f}" for x in single) + " ms late", flush=True)
     server = runs[0].seconds / runs[0].fired
     extra = ""
-    for key, run in zip(("pg1", "pg2"), runs[1:], strict=False):
+    for key, run in zip(("sq2", "pg1", "pg2"), runs[1:], strict=False):
         extra += (f" {key}_fired_per_s={run.per_s:.0f} {key}_late_p50_s={run.pct(0.5):.1f}"
                   f" {key}_late_p99_s={run.pct(0.99):.1f} {key}_late_max_s={run.seconds:.1f}")
     print(f"RESULT timers ratio={server / bare:.1f} n={n} server_ms_per_timer={server * 1000:.2f} "
