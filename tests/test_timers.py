@@ -540,23 +540,28 @@ def test_killed_worker_loses_no_timer_and_fires_none_twice(runtime, database, cl
 
     instances = start_fan_out(runtime, FAULT_TIMERS)
     due = clock.now() + timedelta(minutes=2)
+    def counts():
+        with database.read() as session:
+            left = session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "waiting"))
+            leased = session.scalar(select(func.count()).select_from(Timer).where(
+                Timer.status == "waiting", Timer.lock_owner.is_not(None)))
+        return left, leased
+
     worker = timer_worker(database, tmp_path / "w1", due)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # waiting for the other process, not for time to pass
-            with database.read() as session:
-                fired = session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "fired"))
-            if fired >= FAULT_TIMERS // 4:
-                break
+            if counts()[0] <= FAULT_TIMERS * 3 // 4:
+                os.kill(worker.pid, signal.SIGSTOP)  # frozen where it is: between claims it holds no lease
+                if counts()[1] > 0:
+                    break
+                os.kill(worker.pid, signal.SIGCONT)
             time.sleep(0.02)
         os.kill(worker.pid, signal.SIGKILL)
     finally:
         worker.kill()
         worker.wait()
-    with database.read() as session:
-        left = session.scalar(select(func.count()).select_from(Timer).where(Timer.status == "waiting"))
-        leased = session.scalar(select(func.count()).select_from(Timer).where(
-            Timer.status == "waiting", Timer.lock_owner.is_not(None)))
+    left, leased = counts()
     assert 0 < left < FAULT_TIMERS  # it was killed half-way
     assert leased > 0  # ... holding leases on timers it was firing
     assert {status_of(database, i) for i in instances} >= {"waiting"}
