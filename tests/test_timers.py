@@ -466,7 +466,7 @@ def test_assigning_a_task_notifies_the_new_assignee(runtime, database, clock):
 # Fault and cluster scale (issue 4, item 6): the issue's counts. Each timer costs a fifth of a start and
 # one firing command: ~15-20 ms on SQLite, ~20-35 ms on PostgreSQL on the shared 2-core machine, and a
 # second worker process adds no throughput there; measured (docs/timers.md, "Fault and cluster tests"):
-# fault test 14-22 s (SQLite) and 29-35 s (PostgreSQL), cluster test 42-63 s depending on the load.
+# fault test 11-22 s (SQLite) and 22-35 s (PostgreSQL), cluster test 36-63 s depending on the load.
 FAULT_TIMERS = 1000  # pending when a worker is kill -9'd half-way
 CLUSTER_TIMERS = 2000  # due together for two worker processes on PostgreSQL
 TIMERS_PER_INSTANCE = 5  # timers are made by starting N / 5 instances of a five-branch model
