@@ -16,6 +16,7 @@ Who may do what (the services decide; the API and web pages only pass the princi
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -381,14 +382,18 @@ def _json_list_contains(column, value: str):
 
 def _candidate_clause(principal: Principal):
     """SQL: the principal is a candidate, or the task has no candidates at all (open to everyone)."""
-    groups = sorted(principal.groups)
+    return _candidate_clause_for(principal.username, tuple(sorted(principal.groups)))
+
+
+@lru_cache(maxsize=512)  # built once per user and groups: statements are immutable
+def _candidate_clause_for(username: str, groups: tuple[str, ...]):
     in_group = exists().where(TaskCandidateGroup.task_id == HumanTask.id,
                               TaskCandidateGroup.group_name.in_(groups)) if groups else false()
     no_candidates = and_(
         ~exists().where(TaskCandidateGroup.task_id == HumanTask.id),
         or_(cast(HumanTask.candidate_users, String) == "[]", HumanTask.candidate_users.is_(None)),
     )
-    return or_(in_group, _json_list_contains(HumanTask.candidate_users, principal.username), no_candidates)
+    return or_(in_group, _json_list_contains(HumanTask.candidate_users, username), no_candidates)
 
 
 def _is_candidate(task: HumanTask, principal: Principal) -> bool:
