@@ -246,9 +246,9 @@ class TaskService:
         where: dict[str, Any] = {}
         try:
             with self.database.transaction() as session:
-                task, version, business_key = self._load(session, task_id)
+                task, version, business_key, instance_status = self._load(session, task_id, with_status=True)
                 where = _where(task, version)
-                _require_open(task, session)
+                _require_open(task, instance_status)
                 if expected_version is not None and task.row_version != expected_version:
                     raise PreconditionFailed(f"task {task_id} is at version {task.row_version}, not "
                                              f"{expected_version}: someone changed it first",
@@ -316,11 +316,13 @@ class TaskService:
         record_denied(self.database, self.clock, principal.username, f"task.{action}", error, **where)
 
     @staticmethod
-    def _load(session: Session, task_id: str) -> tuple[HumanTask, int, str | None]:
-        row = session.execute(_task_query().where(HumanTask.id == task_id)).first()
+    def _load(session: Session, task_id: str, *, with_status: bool = False) -> tuple:
+        """(task, definition version, business key), and the instance's status if ``with_status``."""
+        query = _TASK_QUERY_WITH_STATUS if with_status else _task_query()
+        row = session.execute(query.where(HumanTask.id == task_id)).first()
         if row is None:
             raise NotFound(f"there is no task {task_id}", task_id=task_id)
-        return row[0], row[1], row[2]
+        return tuple(row)
 
     @staticmethod
     def _audit(session: Session, event_type: str, task: HumanTask, version: int, actor: str, now: datetime,
@@ -356,6 +358,8 @@ _TASK_QUERY = (  # built once: statements are immutable, .where() returns a new 
     .join(ProcessInstance, HumanTask.instance_id == ProcessInstance.id)
     .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
 )
+
+_TASK_QUERY_WITH_STATUS = _TASK_QUERY.add_columns(ProcessInstance.status)  # one SELECT for claim/assign checks
 
 
 def _task_query():
@@ -421,10 +425,10 @@ def _require_completer(task: HumanTask, principal: Principal) -> None:
         raise Forbidden(f"{principal.username} is not a candidate for task '{task.name}'")
 
 
-def _require_open(task: HumanTask, session: Session) -> None:
+def _require_open(task: HumanTask, status: str) -> None:
+    """The task is open and its instance (whose ``status`` was read with it) is not suspended."""
     if task.status not in OPEN_STATUSES:
         raise Conflict(f"task {task.id} is already {task.status}", task_status=task.status)
-    status = session.scalar(select(ProcessInstance.status).where(ProcessInstance.id == task.instance_id))
     if status == "suspended":
         raise Conflict(f"the process instance of task {task.id} is suspended", instance_status=status)
 
