@@ -132,6 +132,7 @@ class Command:
     data: dict[str, Any] = field(default_factory=dict)  # what the action wants to hand back
     thrown: list[Any] = field(default_factory=list)  # messages/signals for other instances
     created: bool = False  # the instance is inserted by this command (no other transaction sees it)
+    open_tasks: list | None = None  # the instance's open human_task rows, if the action loaded them already
 
     def audit(self, event_type: str, **fields: Any) -> None:
         """Queue an audit event of this instance; written after the projections, before commit."""

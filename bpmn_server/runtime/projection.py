@@ -83,7 +83,7 @@ def reconcile_human_tasks(command: Command) -> None:
     ready = {}
     if active:
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
-    rows = _rows(command, select(HumanTask).where(
+    rows = command.open_tasks if command.open_tasks is not None else _rows(command, select(HumanTask).where(
         HumanTask.instance_id == command.instance.id, HumanTask.status.in_(OPEN_STATUSES)))
     known = {row.spiff_task_id for row in rows}
     for row in rows:

@@ -287,7 +287,10 @@ class TaskService:
             instance_id = task.instance_id
 
         def action(command: Command) -> tuple[HumanTask, int, str | None]:
-            row = command.session.get(HumanTask, task_id)
+            # the instance's open tasks, loaded once: this one, and the rows reconcile goes through
+            command.open_tasks = command.session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == command.instance.id, HumanTask.status.in_(OPEN_STATUSES))).all()
+            row = next((t for t in command.open_tasks if t.id == task_id), None)
             if row is None or row.status not in OPEN_STATUSES:
                 raise Conflict(f"task {task_id} was completed or withdrawn meanwhile")
             if expected_version is not None and row.row_version != expected_version:
