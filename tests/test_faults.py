@@ -67,7 +67,6 @@ def test_server_killed_mid_load_loses_and_half_writes_nothing(services, settings
     server.kill()
     stop.set()
     load.join()
-    assert result.errors >= 1 or result.completed == 100  # the kill cut requests in flight
 
     server = ServerProcess(settings.database_url, tmp_path / "data", threads=4).start()
     try:
