@@ -35,12 +35,6 @@ LOAD_MODEL = f"""<?xml version="1.0" encoding="UTF-8"?>
 """.encode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def prepare_database(database_url: str, data_dir: Path) -> str:
     """Schema, the load model deployed, and a user in group ``staff``; returns that user's token."""
     from bpmn_server.services import Services
@@ -62,7 +56,7 @@ class ServerProcess:
     database_url: str
     data_dir: Path
     threads: int = 8
-    port: int = field(default_factory=free_port)
+    port: int = 0  # chosen by the system when the server starts
     process: subprocess.Popen | None = None
 
     @property
@@ -70,24 +64,28 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        """Start gunicorn on a socket this process already listens on (``fd://``): requests queue in
+        its backlog until the server accepts them, so readiness is one blocking request, no polling."""
         env = dict(os.environ, BPMN_SERVER_DATABASE_URL=self.database_url, BPMN_SERVER_DATA_DIR=str(self.data_dir),
                    BPMN_SERVER_SECRET_KEY="load", BPMN_SERVER_SCHEDULER="false", BPMN_SERVER_LOG_LEVEL="WARNING")
         gunicorn = Path(sys.executable).with_name("gunicorn")
-        self.process = subprocess.Popen(
-            [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", str(self.threads), "-b", f"127.0.0.1:{self.port}",
-             "--log-level", "warning", "bpmn_server.wsgi:app"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)  # waiting for a child process to listen; not a test of time
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(128)
+            self.port = listener.getsockname()[1]
+            self.process = subprocess.Popen(
+                [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", str(self.threads),
+                 "-b", f"fd://{listener.fileno()}", "--log-level", "warning", "bpmn_server.wsgi:app"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(listener.fileno(),),
+            )
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=timeout) as response:
+                if response.status == 200:
+                    return self
+        except OSError as error:
+            self.kill()
+            raise RuntimeError(f"server did not become ready ({error}): "
+                               f"{self.process.stderr.read().decode()[-2000:]}") from None
         raise RuntimeError("server did not become ready")
 
     def kill(self) -> None:
@@ -126,7 +124,12 @@ class LoadResult:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     started_ids: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)  # notified on each completed case
+
+    def wait_until_completed(self, count: int, timeout: float = 60.0) -> bool:
+        """Block until ``count`` cases have completed (False if ``timeout`` passes first)."""
+        with self.lock:
+            return self.lock.wait_for(lambda: self.completed >= count, timeout)
 
 
 def one_case(base: str, token: str, result: LoadResult, business_key: str) -> None:
@@ -151,6 +154,7 @@ def one_case(base: str, token: str, result: LoadResult, business_key: str) -> No
         if ok:
             result.completed += 1
             result.latencies.append(time.perf_counter() - began)
+            result.lock.notify_all()
         else:
             result.errors += 1
 

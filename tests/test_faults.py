@@ -6,7 +6,6 @@ without a restart. Bounded: a few dozen cases per scenario."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -16,15 +15,6 @@ from bpmn_server.identity.principal import system_principal
 from bpmn_server.store.models import HumanTask, ProcessInstance
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(condition, limit: float = 60.0) -> None:
-    """Poll a condition of another process (not a test of time: the limit only bounds a hang)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 def _assert_consistent(services, acknowledged: list[str]) -> None:
@@ -63,7 +53,7 @@ def test_server_killed_mid_load_loses_and_half_writes_nothing(services, settings
 
     load = threading.Thread(target=clients)
     load.start()
-    _wait_for(lambda: result.completed >= 8)
+    assert result.wait_until_completed(8)
     server.kill()
     stop.set()
     load.join()

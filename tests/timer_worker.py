@@ -1,12 +1,13 @@
 """A timer worker process for the fault and cluster tests: a separate Python process that fires due
 timers on a database at a fixed moment (a ManualClock), the way `bpmn-server worker` does on each pass.
 
-    python -m tests.timer_worker <database-url> <data-dir> <iso-now> [--until-done] [--batch N]
+    python -m tests.timer_worker <database-url> <data-dir> <iso-now> [--until-done | --hold-after N] [--batch N]
 
 It prints ``ready`` once it is connected, then
 
-- without ``--until-done``: fires due timers (``fire_due``) over and over until it is killed — the fault
-  test ``kill -9``s it half-way;
+- with ``--hold-after N``: fires due timers (``fire_due``) until N have fired, then, about to fire the
+  next one — its batch claimed, their leases held — prints ``holding`` and stops there until it is
+  killed: the fault test ``kill -9``s it at that moment;
 - with ``--until-done``: waits for a line on stdin (so several workers start together), makes one
   ``fire_due`` pass — which goes on claiming batches until nothing due is left to claim — prints how
   many timers it fired and exits.
@@ -15,6 +16,7 @@ It prints ``ready`` once it is connected, then
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime
 
 
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data_dir")
     parser.add_argument("now")
     parser.add_argument("--until-done", action="store_true")
+    parser.add_argument("--hold-after", type=int)
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args(argv)
 
@@ -42,8 +45,21 @@ def main(argv: list[str] | None = None) -> None:
         print(report.fired, report.skipped, report.retried, report.failed, flush=True)
         database.dispose()
         return
-    while True:
-        services.timers.fire_due(batch=args.batch)
+    fire = services.timers._fire
+    fired = 0
+
+    def fire_or_hold(claim, now):
+        """The fault injection point: past ``--hold-after`` firings, stop in the middle of a batch."""
+        nonlocal fired
+        if fired >= args.hold_after:
+            print("holding", flush=True)
+            sys.stdin.readline()  # never answered: the test kills this process here
+        report = fire(claim, now)
+        fired += report.fired
+        return report
+
+    services.timers._fire = fire_or_hold
+    services.timers.fire_due(batch=args.batch)
 
 
 if __name__ == "__main__":
