@@ -121,7 +121,9 @@ def build_handbook(
     has steps or documentation (the other pools of a collaboration), one chapter each."""
     chapters = build_chapters(document)
     if process_id is not None:
-        chosen = build_chapters(document, process_id)  # raises NotFound for an unknown process
+        # a process without steps or documentation is left out of the full list: build it on its own
+        # (NotFound for an unknown process)
+        chosen = [c for c in chapters if c.process_id == process_id] or build_chapters(document, process_id)
         chapters = chosen + [c for c in chapters if c.process_id != process_id]
     main = chapters[0] if chapters else None
     links: dict[str, str] = {}

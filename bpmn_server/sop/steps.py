@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from ..errors import NotFound
-from ..parser.document import FLOW_NODE_TAGS, BpmnDocument
+from ..parser.document import FLOW_NODE_TAGS, BpmnDocument, xsd_true
 from ..parser.namespaces import BPMN, CAMUNDA, ZEEBE, local_name, q
 from .instructions import Instructions, documentation_of
 from .wording import (
@@ -314,7 +314,7 @@ class _Builder:
             if not chosen:
                 raise NotFound(f"the model has no process '{process_id}'")
         else:
-            executable = [p for p in processes if p.get("isExecutable", "").strip().lower() == "true"]
+            executable = [p for p in processes if xsd_true(p.get("isExecutable"))]
             chosen = executable + [p for p in processes if p not in executable]
         chapters = []
         for process in chosen:
@@ -330,7 +330,7 @@ class _Builder:
                     process_id=pid,
                     name=self.names.get(pid) or participant_name or pid,
                     participant=participant_name,
-                    executable=process.get("isExecutable", "").strip().lower() == "true",
+                    executable=xsd_true(process.get("isExecutable")),
                     documentation=documentation,
                     steps=steps,
                 )
