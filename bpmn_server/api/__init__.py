@@ -72,12 +72,24 @@ def init_app(app: Flask) -> Api:
     api.register_converter(RowIdConverter, lambda _c: {"type": "integer", "minimum": 0, "maximum": MAX_ROW_ID})
     app.register_error_handler(BpmnServerError, from_domain_error)
 
-    from . import definitions, health, identity, metrics
+    from . import (
+        audit,
+        definitions,
+        health,
+        identity,
+        instances,
+        messages,
+        metrics,
+        notifications,
+        sop,
+        tasks,
+        timers,
+        webhooks,
+    )
 
     _trace_requests(app)
-    for module in (health, metrics, definitions, identity):
-        api.register_blueprint(module.blp)
-    for module in _optional_blueprints():
+    for module in (health, metrics, definitions, identity, instances, tasks, messages, timers, notifications,
+                   webhooks, audit, sop):
         api.register_blueprint(module.blp)
     return api
 
@@ -109,17 +121,3 @@ def _trace_requests(app: Flask) -> None:
         token = g.pop("request_id_token", None)
         if token is not None:
             logs.request_id.reset(token)
-
-
-def _optional_blueprints():
-    """Blueprints of features that register themselves here as they land."""
-    import importlib
-
-    modules = []
-    for name in ("instances", "tasks", "messages", "timers", "notifications", "webhooks", "audit", "sop"):
-        try:
-            modules.append(importlib.import_module(f"{__name__}.{name}"))
-        except ModuleNotFoundError as error:
-            if error.name != f"{__name__}.{name}":
-                raise
-    return modules

@@ -35,22 +35,19 @@ def fail(error: BpmnServerError) -> None:
 
 
 def _register() -> None:
+    from .audit import audit_group
     from .db import db_group
     from .deploy import deploy_command
+    from .instances import instances_group
     from .serve import serve_command, worker_command
+    from .sop import sop_command
+    from .tasks import tasks_group
     from .users import token_group, user_group
+    from .validate import validate_command
 
-    for command in (serve_command, worker_command, deploy_command, user_group, token_group, db_group):
+    for command in (serve_command, worker_command, validate_command, deploy_command, sop_command, audit_group,
+                    instances_group, tasks_group, user_group, token_group, db_group):
         main.add_command(command)
-    for module, attribute in (("validate", "validate_command"), ("sop", "sop_command"), ("audit", "audit_group"),
-                              ("instances", "instances_group"), ("tasks", "tasks_group")):
-        try:
-            imported = __import__(f"{__name__}.{module}", fromlist=[attribute])
-        except ModuleNotFoundError as error:
-            if error.name != f"{__name__}.{module}":
-                raise
-            continue
-        main.add_command(getattr(imported, attribute))
 
 
 _register()
