@@ -44,8 +44,7 @@ class Services:
         self.timers = TimerService(self.database, self.clock, settings, instances=lambda: self.instances,
                                    definitions=self.definitions)
         self.scheduler = None
-        if hasattr(self, "instances"):  # keep this last: commands notify people through the outbox
-            self.wire_people()
+        self.wire_people()
 
     def wire_people(self) -> None:
         """Let every command notify people (task created/assigned, reminders, escalations, failures)."""

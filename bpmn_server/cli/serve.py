@@ -127,11 +127,8 @@ def _run_http(services, threads: int) -> None:
 
 
 def _start_scheduler(services) -> None:
-    if not services.settings.scheduler:
-        return
-    start = getattr(services, "start_scheduler", None)
-    if start is not None:
-        start()
+    if services.settings.scheduler:
+        services.start_scheduler()
 
 
 @click.command("worker")
