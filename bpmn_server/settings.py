@@ -45,6 +45,10 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True  # JSON lines with request and instance ids; false: plain text
     migrate_on_start: bool = True  # `serve`/`worker` apply pending schema migrations first
+    rate_limit_expensive_per_minute: int = 60  # per token (or signed-in user): uploads, audit exports/verify, SOP; 0: off
+    login_failures_per_user: int = 5  # failed web sign-ins per username per window; 0: off
+    login_failures_per_address: int = 20  # failed web sign-ins per client address per window; 0: off
+    login_failure_window_seconds: int = 300
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -1,21 +1,25 @@
 """Schema migrations: the migrated schema is exactly what the models declare (tables, indexes,
 triggers), an upgrade from the first migration keeps work in flight (instances, open tasks,
-pending timers, the audit chain), and processes starting at once migrate only once."""
+pending timers, the audit chain) and the tables added since work, and processes starting at once
+migrate only once."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, inspect, select, text
 
+from bpmn_server.errors import RateLimited
 from bpmn_server.services import Services
 from bpmn_server.settings import Settings
 from bpmn_server.store import Base, Database, schema
 from bpmn_server.store.models import Timer
+from bpmn_server.store.rate_limits import Limit, RateLimiter
 
 from .conftest import POSTGRES_URL
 from .runtime_helpers import ADMIN, CLERK, MANAGER, REVIEW, deploy_refund
@@ -29,7 +33,7 @@ def empty_database(backend, tmp_path, worker_id):
     if backend == "sqlite":
         database = Database(f"sqlite:///{tmp_path / 'migrate.db'}")
     else:
-        name = f"bpmn_migrate_{worker_id}".replace("-", "_")
+        name = f"bpmn_migrate_{os.environ.get('BPMN_SERVER_TEST_DB_TAG', '')}{worker_id}".replace("-", "_")
         admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -66,8 +70,10 @@ def test_upgrade_from_the_first_migration_keeps_work_in_flight(empty_database, t
     instance = services.instances.start("refund_request", principal=CLERK, business_key="M-1")
     review = services.tasks.list(CLERK).items[0]
     services.tasks.complete(review.id, REVIEW, CLERK)  # over 500: waits for the manager, timers set
+    assert not inspect(empty_database.engine).has_table("rate_limit")
 
-    schema.upgrade(empty_database)  # to head
+    schema.upgrade(empty_database)  # to head, across every later migration (0002: rate_limit)
+    assert schema.current_revision(empty_database) == schema.head_revision() != FIRST_REVISION
     services = _services(empty_database, tmp_path, clock)
     approval = services.tasks.list(MANAGER).items[0]
     assert approval.instance_id == instance.id
@@ -80,6 +86,14 @@ def test_upgrade_from_the_first_migration_keeps_work_in_flight(empty_database, t
     services.tasks.complete(approval.id, {"approved": True}, MANAGER)
     assert services.instances.get(instance.id).status in ("running", "completed")
     assert services.audit.verify(ADMIN).ok
+
+    limiter = RateLimiter(empty_database, clock)  # the table 0002 added counts, refuses and starts over
+    limit = Limit(2, timedelta(minutes=1), "calls", "test_limit")
+    assert [hit.hits for hit in limiter.hit(("upgraded", limit)) + limiter.hit(("upgraded", limit))] == [1, 2]
+    with pytest.raises(RateLimited):
+        limiter.hit(("upgraded", limit))
+    clock.advance(timedelta(minutes=1))
+    assert limiter.hit(("upgraded", limit))[0].hits == 1
 
 
 def test_processes_starting_together_migrate_once(empty_database, backend):

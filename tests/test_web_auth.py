@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from bpmn_server import create_app
+from tests.conftest import POSTGRES_URL
 from tests.models import linear_process
 from tests.web_support import create_people, csrf_from, fast_password_hashing, page_token, sign_in
 
@@ -132,6 +133,46 @@ def test_many_failures_from_one_address_block_it(client, people):
     for attempt in range(20):
         assert sign_in(client, f"guess{attempt}", "guess").status_code == 401
     assert sign_in(client, "clerk").status_code == 429
+
+
+# the sign-in count is shared through the database: these run on PostgreSQL (several nodes) too
+ON_BOTH_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    not POSTGRES_URL, reason="PostgreSQL tests need BPMN_SERVER_TEST_POSTGRES_URL (set by .ci/run)"))])
+
+
+@pytest.fixture
+def two_workers(services, settings, database, clock, people):
+    """Two app instances on one database, as two gunicorn workers or two nodes run them."""
+    from bpmn_server.services import Services
+    from bpmn_server.store import Database
+
+    other = Services(settings, database=Database(database.url), clock=clock)
+    yield create_app(services=services, testing=True), create_app(services=other, testing=True)
+    other.database.dispose()
+
+
+@ON_BOTH_BACKENDS
+def test_workers_share_the_sign_in_count(two_workers, clock):
+    first, second = (app.test_client() for app in two_workers)
+    for client in (first, second, first, second, first):
+        assert sign_in(client, "clerk", "guess").status_code == 401
+    blocked = sign_in(second, "clerk")
+    assert blocked.status_code == 429 and blocked.headers["Retry-After"] == "300"
+    assert sign_in(first, "clerk").status_code == 429
+    clock.advance(timedelta(minutes=5))
+    assert sign_in(second, "clerk").status_code == 302
+
+
+@ON_BOTH_BACKENDS
+def test_a_correct_password_clears_the_users_count_on_every_worker(two_workers):
+    first, second = two_workers
+    guesser = first.test_client()
+    for _ in range(4):
+        assert sign_in(guesser, "clerk", "guess").status_code == 401
+    assert sign_in(second.test_client(), "clerk").status_code == 302
+    for _ in range(5):  # a fresh count: five more failures before the block
+        assert sign_in(guesser, "clerk", "guess").status_code == 401
+    assert sign_in(second.test_client(), "clerk").status_code == 429
 
 
 def test_pages_carry_security_headers(client, people):

@@ -17,6 +17,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 from ..audit.events import EVENT_TYPES
 from ..audit.service import EXPORT_FORMATS
 from .auth import current_principal, services
+from .rate_limits import expensive
 from .schemas import PageQuerySchema, PageSchema
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
@@ -125,6 +126,7 @@ class AuditEvents(MethodView):
 class AuditVerify(MethodView):
     @blp.arguments(VerifyQuerySchema, location="query")
     @blp.response(200, VerifySchema)
+    @expensive(blp)
     def get(self, args):
         """Check the whole hash chain: ``ok``, or the first altered, removed or reordered event."""
         anchors = {}
@@ -143,6 +145,7 @@ class AuditExport(MethodView):
         "content": {media.split(";")[0]: {"schema": {"type": "object" if media.startswith("application/json")
                                                      else "string"}} for media, _ in EXPORT_FORMATS.values()},
     }})
+    @expensive(blp)
     def get(self, args):
         """Export the log as XES, OCEL 2.0 or CSV, streamed so that any size fits in flat memory."""
         format_ = args["format"]

@@ -11,6 +11,7 @@ from ..errors import InvalidInput, PreconditionFailed
 from ..parser.findings import has_errors
 from ..repository.service import DeploymentResult
 from .auth import current_principal, services
+from .rate_limits import expensive
 from .schemas import FindingSchema, PageQuerySchema, PageSchema
 
 blp = Blueprint("definitions", __name__, url_prefix="/api/v1", description="Model repository")
@@ -132,6 +133,7 @@ def _deployment_body(result) -> dict:
 class Deployments(MethodView):
     @blp.doc(**_UPLOAD_DOC)
     @blp.response(201, DeploymentSchema, description="deployed (200 when the same file was deployed before)")
+    @expensive(blp)
     def post(self):
         """Deploy a BPMN file: every process in it becomes the next version of its key."""
         principal = current_principal()
@@ -157,6 +159,7 @@ class DeploymentResource(MethodView):
 class Validations(MethodView):
     @blp.doc(**_UPLOAD_DOC)
     @blp.response(200, ValidationResultSchema)
+    @expensive(blp)
     def post(self):
         """Validate a BPMN file without deploying it (XSD + semantic rules)."""
         current_principal()

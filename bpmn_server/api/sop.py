@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from .auth import current_principal, services
+from .rate_limits import expensive
 
 blp = Blueprint("sop", __name__, url_prefix="/api/v1", description="SOP handbooks")
 
@@ -15,6 +16,7 @@ blp = Blueprint("sop", __name__, url_prefix="/api/v1", description="SOP handbook
 class DefinitionSop(MethodView):
     @blp.doc(responses={"200": {"description": "the SOP handbook: one self-contained HTML page",
                                 "content": {"text/html": {"schema": {"type": "string"}}}}})
+    @expensive(blp)
     def get(self, key: str, version: int):
         """The SOP handbook of one process version as HTML (inline CSS and SVG, no scripts)."""
         current_principal()

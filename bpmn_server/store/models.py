@@ -401,3 +401,15 @@ class WebhookSubscription(Base):
     owner: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+
+
+class RateLimit(Base):
+    """The hits counted in the current fixed window of one rate-limit bucket (``store.rate_limits``):
+    one row per bucket, reused from window to window; rows whose window has ended are pruned."""
+
+    __tablename__ = "rate_limit"
+    __table_args__ = (Index("ix_rate_limit_resets_at", "resets_at"),)
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)  # e.g. api-expensive:token:<sha256>
+    hits: Mapped[int] = mapped_column(Integer)
+    resets_at: Mapped[datetime]  # end of the window the hits belong to

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, request, url_for
 
-from ..errors import Unauthenticated
+from ..errors import RateLimited, Unauthenticated
 from .pages import bp, render, services
 from .security import safe_next, sign_in, sign_out, signed_in_principal
 
@@ -24,21 +24,21 @@ def login():
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     address = request.remote_addr or "unknown"
-    now = services().clock.now()
-    wait = _throttle().retry_after(username, address, now)
-    if wait:
-        minutes = max(1, round(wait / 60))
-        return render("login.html", 429, next=target, username=username,
-                      error=f"Too many failed sign-ins. Try again in about {minutes} minute"
-                            f"{'s' if minutes != 1 else ''}.")
+    try:
+        attempt = _throttle().attempt(username, address)  # counts as failed until the password is right
+    except RateLimited as refused:
+        minutes = max(1, round(refused.extra["retry_after"] / 60))
+        page, status = render("login.html", 429, next=target, username=username,
+                              error=f"Too many failed sign-ins. Try again in about {minutes} minute"
+                                    f"{'s' if minutes != 1 else ''}.")
+        return page, status, {"Retry-After": str(refused.extra["retry_after"])}
     try:
         principal = services().identity.authenticate_password(username, password)
     except Unauthenticated:
-        _throttle().failed(username, address, now)
         return render("login.html", 401, next=target, username=username,
                       error="Unknown username or wrong password.")
-    _throttle().succeeded(username, address)
-    sign_in(principal, now)
+    _throttle().succeeded(username, attempt)
+    sign_in(principal, services().clock.now())
     return redirect(target)
 
 

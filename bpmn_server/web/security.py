@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import threading
-from collections import defaultdict, deque
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -19,11 +17,13 @@ from flask import Flask, abort, g, request, session
 
 from ..errors import NotFound, Unauthenticated
 from ..identity.principal import Principal
+from ..store.rate_limits import Hit, Limit, RateLimiter, bucket
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 SESSION_HOURS = 12
+LIMITER = "bpmn_server_rate_limiter"  # one per app, shared with the API's limits
 
 # Only the app's own scripts; bpmn-js sets inline style attributes and draws data: images (its logo).
 CONTENT_SECURITY_POLICY = (
@@ -104,43 +104,36 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 class LoginThrottle:
     """Failed sign-ins are limited per username (``per_user``) and per client address (``per_address``,
-    higher, since many people may share an address behind a proxy) within ``window``."""
+    higher, since many people may share an address behind a proxy) within a fixed ``window``.
 
-    def __init__(self, per_user: int = 5, per_address: int = 20, window: timedelta = timedelta(minutes=5)) -> None:
-        self.limits = {"user": per_user, "addr": per_address}
-        self.window = window
-        self._failures: dict[tuple[str, str], deque[datetime]] = defaultdict(deque)
-        self._lock = threading.Lock()
+    Counted in the database (``store.rate_limits``), so every worker process and node shares the
+    count. An attempt is counted before the password is checked, as if it failed (so guesses sent
+    in parallel cannot all pass a check that has not seen the others fail yet); a correct password
+    then takes it back and clears the user's count. A refused attempt counts nowhere.
+    """
+
+    def __init__(self, limiter: RateLimiter, per_user: int = 5, per_address: int = 20,
+                 window: timedelta = timedelta(minutes=5)) -> None:
+        self.limiter = limiter
+        what = "failed sign-ins per {}"
+        self.per_user = Limit(per_user, window, what.format("username"), "login_failures_per_user")
+        self.per_address = Limit(per_address, window, what.format("client address"), "login_failures_per_address")
 
     @staticmethod
-    def _keys(username: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
-        return ("user", username.lower()), ("addr", address)
+    def _user(username: str) -> str:
+        return bucket("login:user", username.lower())
 
-    def retry_after(self, username: str, address: str, now: datetime) -> int:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        wait = 0
-        with self._lock:
-            for key in self._keys(username, address):
-                failures = self._failures.get(key)
-                if not failures:
-                    continue
-                while failures and failures[0] <= now - self.window:
-                    failures.popleft()
-                if len(failures) >= self.limits[key[0]]:
-                    wait = max(wait, int((failures[0] + self.window - now).total_seconds()) + 1)
-                if not failures:
-                    del self._failures[key]
-        return wait
+    def attempt(self, username: str, address: str) -> list[Hit]:
+        """Count a sign-in attempt as failed until ``succeeded``; ``RateLimited`` (with
+        ``retry_after`` seconds) when the user or the address has used up its tries."""
+        return self.limiter.hit((bucket("login:addr", address), self.per_address),
+                                (self._user(username), self.per_user))
 
-    def failed(self, username: str, address: str, now: datetime) -> None:
-        with self._lock:
-            for key in self._keys(username, address):
-                self._failures[key].append(now)
-
-    def succeeded(self, username: str, address: str) -> None:
-        """A correct password clears the user's count (not the address's: others may be guessing there)."""
-        with self._lock:
-            self._failures.pop(("user", username.lower()), None)
+    def succeeded(self, username: str, attempt: list[Hit]) -> None:
+        """A correct password: the attempt was no failure, and the user's count starts over (not the
+        address's: others may be guessing there)."""
+        user = self._user(username)
+        self.limiter.refund([hit for hit in attempt if hit.bucket != user], clear=[user])
 
 
 def _security_headers(response):
@@ -157,13 +150,17 @@ def _security_headers(response):
 
 def init_app(app: Flask) -> None:
     """Session cookie settings, the CSRF check and the security headers, for the whole app."""
-    settings = app.extensions["bpmn_server"].settings
+    services = app.extensions["bpmn_server"]
+    settings = services.settings
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = settings.secure_cookies
     app.config["SESSION_COOKIE_NAME"] = "bpmn_server_session"
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=SESSION_HOURS)
-    app.extensions["bpmn_server_login_throttle"] = LoginThrottle()
+    limiter = app.extensions.setdefault(LIMITER, RateLimiter(services.database, services.clock))
+    app.extensions["bpmn_server_login_throttle"] = LoginThrottle(
+        limiter, per_user=settings.login_failures_per_user, per_address=settings.login_failures_per_address,
+        window=timedelta(seconds=settings.login_failure_window_seconds))
     app.before_request(_check_csrf)
     app.after_request(_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

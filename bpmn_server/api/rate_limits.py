@@ -1,0 +1,75 @@
+"""Per-caller rate limit on the expensive API endpoints: deploy and validate uploads, audit export and
+verification, SOP export. Counted per bearer token (per user for a browser riding on its session)
+in the database (``store.rate_limits``), so every process and node shares the count; a refusal is a
+429 problem+json with ``Retry-After`` and changes nothing."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from flask import Response, current_app, request
+from flask_smorest import Blueprint
+
+from ..errors import RateLimited
+from ..identity import Principal
+from ..identity.service import hash_token
+from ..store.rate_limits import Limit, RateLimiter, bucket
+from .auth import current_principal, services
+from .problems import PROBLEM_MEDIA_TYPE, from_domain_error
+from .schemas import ProblemSchema
+
+LIMITER = "bpmn_server_rate_limiter"
+EXPENSIVE_WINDOW = timedelta(minutes=1)
+_RETRY_AFTER_DOC = {"Retry-After": {"description": "seconds until the limit lets the caller in again",
+                                    "schema": {"type": "integer", "minimum": 1}}}
+
+
+def limiter() -> RateLimiter:
+    """The app's rate limiter (one per app; the web sign-in throttle shares it)."""
+    extensions = current_app.extensions
+    if LIMITER not in extensions:
+        extensions[LIMITER] = RateLimiter(services().database, services().clock)
+    return extensions[LIMITER]
+
+
+def expensive(blp: Blueprint):
+    """Decorator for an expensive operation of ``blp``: authenticate, count the call against the
+    caller's limit (``rate_limit_expensive_per_minute``) before the view runs, and document the 429."""
+    if RateLimited not in blp.error_handler_spec[None][None]:
+        blp.register_error_handler(RateLimited, _too_many_requests)
+
+    def decorate(view):
+        @functools.wraps(view)
+        def limited(*args, **kwargs):
+            count_expensive_request(current_principal())
+            return view(*args, **kwargs)
+
+        return blp.alt_response(429, schema=ProblemSchema, content_type=PROBLEM_MEDIA_TYPE, headers=_RETRY_AFTER_DOC,
+                                description="Too many expensive requests from this caller: wait Retry-After "
+                                            "seconds (rate_limit_expensive_per_minute)")(limited)
+
+    return decorate
+
+
+def count_expensive_request(principal: Principal) -> None:
+    """Count one expensive request of this caller; ``RateLimited`` when its limit is reached."""
+    per_minute = services().settings.rate_limit_expensive_per_minute
+    limit = Limit(per_minute, EXPENSIVE_WINDOW, what="expensive requests (uploads, audit exports and "
+                  "verification, SOP exports) per token", setting="rate_limit_expensive_per_minute")
+    limiter().hit((caller_bucket(principal), limit))
+
+
+def caller_bucket(principal: Principal) -> str:
+    """The bearer token (by its SHA-256, as stored) or, for a signed-in browser, the user."""
+    header = request.headers.get("Authorization", "")
+    if header:  # current_principal() has accepted it: "Bearer <token>"
+        return bucket("api-expensive:token", hash_token(header.partition(" ")[2].strip()))
+    return bucket("api-expensive:user", principal.username)
+
+
+def _too_many_requests(error: RateLimited) -> Response:
+    """The problem+json of every domain error, plus ``Retry-After``."""
+    response = from_domain_error(error)
+    response.headers["Retry-After"] = str(error.extra["retry_after"])
+    return response
