@@ -37,9 +37,8 @@ ACCOUNTANT = Principal("accountant", frozenset({"accounting"}))
 class StatementCounter:
     def __init__(self, database: Database) -> None:
         self.count = 0
-        event.listen(database.engine, "before_cursor_execute", self._count)
-        if database._read_engine is not database.engine:
-            event.listen(database._read_engine, "before_cursor_execute", self._count)
+        for engine in database.engines:
+            event.listen(engine, "before_cursor_execute", self._count)
 
     def _count(self, *args) -> None:
         self.count += 1

@@ -260,6 +260,18 @@ def test_list_filters_and_pagination(services, clock):
     assert services.instances.list(started_after=first.started_at + timedelta(seconds=1)).total == 2
     assert services.instances.list(started_before=first.started_at + timedelta(seconds=1)).total == 1
     assert services.instances.list(key="approval", version=1, status="running").total == 3
+
+
+def test_task_list_pages_carry_the_total_also_past_the_end(services, clock):
+    deploy(services, approval_process())
+    for number in range(3):
+        services.instances.start("approval", principal=CLERK, business_key=f"P-{number}")
+        clock.advance(60)
+    pages = [services.tasks.list(CLERK, offset=offset, limit=2) for offset in (0, 2, 4)]
+    assert [len(page.items) for page in pages] == [2, 1, 0]
+    assert [page.total for page in pages] == [3, 3, 3]
+    assert {t.business_key for page in pages for t in page.items} == {"P-0", "P-1", "P-2"}
+    assert services.tasks.list(CLERK, process_key="nothing").total == 0
     assert services.instances.list(key="nope").total == 0
 
 
@@ -293,7 +305,7 @@ def test_statements_per_command_do_not_grow_with_the_number_of_instances(service
         return started, len(statements)
 
     measure()  # warm: audit head exists, spec cached
-    engines = {services.database.engine, services.database._read_engine}
+    engines = services.database.engines
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
     try:

@@ -31,11 +31,12 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -106,11 +107,8 @@ def record(
         definition_version=definition_version, element_id=element_id, element_name=element_name,
         element_type=element_type, transition=transition, group=group, data=data,
     )
-    head = _locked_head(session)
-    _chain(head, fields)
-    event = AuditEvent(**fields)
-    session.add(event)
-    return event
+    _append(session, [fields])
+    return AuditEvent(**fields)  # as stored (a detached copy: the row went out with a Core INSERT)
 
 
 def record_many(session: Session, entries: Iterable[Mapping[str, Any]]) -> int:
@@ -121,17 +119,20 @@ def record_many(session: Session, entries: Iterable[Mapping[str, Any]]) -> int:
     events (a long engine run) and for imports. Nothing is appended if any entry is invalid.
     """
     prepared = [_event_fields(**entry) for entry in entries]
-    if not prepared:
-        return 0
+    if prepared:
+        _append(session, prepared)
+    return len(prepared)
+
+
+def _append(session: Session, prepared: list[dict[str, Any]]) -> None:
+    """Chain ``prepared`` onto the locked head, INSERT the events and move the head, all in Core."""
     head = _locked_head(session)
     for fields in prepared:
         _chain(head, fields)
-    # Core INSERT: no ORM objects. Pending ORM events from earlier record() calls were flushed by
-    # _locked_head or go out at commit; either way sequences are already fixed, so order is free.
     table = AuditEvent.__table__
     for start in range(0, len(prepared), _BULK_ROWS):
         session.execute(table.insert(), prepared[start:start + _BULK_ROWS])
-    return len(prepared)
+    session.execute(_MOVE_HEAD, {"sequence": head.sequence, "hash": head.hash})
 
 
 def _event_fields(event_type: str, **arguments: Any) -> dict[str, Any]:
@@ -160,7 +161,15 @@ def _event_fields(event_type: str, **arguments: Any) -> dict[str, Any]:
     }
 
 
-def _chain(head: AuditHead, fields: dict[str, Any]) -> None:
+@dataclass
+class _Head:
+    """The chain's tip as this transaction sees it (its row is locked until the transaction ends)."""
+
+    sequence: int
+    hash: str
+
+
+def _chain(head: _Head, fields: dict[str, Any]) -> None:
     """Give ``fields`` the next sequence and its hashes, and move the (locked) head onto it."""
     fields["sequence"] = head.sequence + 1
     fields["prev_hash"] = head.hash
@@ -169,37 +178,41 @@ def _chain(head: AuditHead, fields: dict[str, Any]) -> None:
     head.hash = fields["hash"]
 
 
-def _locked_head(session: Session) -> AuditHead:
-    """The head row, locked until the transaction ends; created (genesis) on first use.
+def _locked_head(session: Session) -> _Head:
+    """The head, its row locked until the transaction ends; created (genesis) on first use.
 
-    The lock is taken once per transaction: later ``record()`` calls of the same transaction reuse
-    the already-locked row object, whose pending changes SQLAlchemy flushes at commit.
+    The lock is taken once per transaction: later appends of the same transaction go on from the tip
+    this transaction already holds (each append writes it back with ``_MOVE_HEAD``).
     """
     session.connection()  # begin the transaction now, so that it can be told apart from the last one
-    transaction = session.get_transaction()
+    # the innermost one: after a savepoint rolls back, the head is read again as the database has it
+    transaction = session.get_nested_transaction() or session.get_transaction()
     cached = session.info.get(_HEAD_CACHE)
-    if cached is not None and cached[0] is transaction and cached[1] in session:
+    if cached is not None and cached[0] is transaction:
         return cached[1]
     session.flush()  # take the command's own row locks before the head lock (see the module docstring)
-    locked = (
-        select(AuditHead)
-        .where(AuditHead.id == HEAD_ID)
-        .with_for_update()
-        .execution_options(populate_existing=True)  # never a stale head from the identity map
-    )
-    head = session.scalars(locked).first()
-    if head is None:
+    row = session.execute(_LOCK_HEAD).first()
+    if row is None:
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         # Two first writers may race here: ON CONFLICT DO NOTHING makes the loser wait for the
         # winner's commit and then simply lock the row the winner created.
         session.execute(
-            dialect.insert(AuditHead)
+            dialect.insert(AuditHead.__table__)
             .values(id=HEAD_ID, sequence=0, hash=GENESIS_HASH)
             .on_conflict_do_nothing(index_elements=["id"])
         )
-        head = session.scalars(locked).one()
+        row = session.execute(_LOCK_HEAD).one()
+    head = _Head(row.sequence, row.hash)
     session.info[_HEAD_CACHE] = (transaction, head)
     return head
+
+
+_HEAD_TABLE = AuditHead.__table__
+_LOCK_HEAD = select(_HEAD_TABLE.c.sequence, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == HEAD_ID).with_for_update()
+_MOVE_HEAD = (
+    _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == HEAD_ID)
+    .values(sequence=bindparam("sequence"), hash=bindparam("hash"))
+)
 
 
 def canonical_json(fields: Mapping[str, Any]) -> str:

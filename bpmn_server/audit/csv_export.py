@@ -29,7 +29,7 @@ def _csv_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
     writer = csv.writer(buffer)
     writer.writerow(HEADER)
     statement = select(*EXPORT_COLUMNS).where(*filters.conditions()).order_by(table.c.sequence)
-    with database.read() as session:
+    with database.snapshot() as session:
         for row in stream_rows(session, statement):
             values = list(row)  # csv writes None as an empty cell and data is already JSON text
             values[_TIMESTAMP] = timestamp_text(values[_TIMESTAMP], "microseconds")

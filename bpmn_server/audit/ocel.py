@@ -57,7 +57,7 @@ def export_ocel(database: Database, filters: AuditFilter | None = None) -> Itera
 
 def _ocel_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
     business_types: set[str] = set()
-    with database.read() as session:
+    with database.snapshot() as session:
         yield '{"objects":['
         separator = ""
         for obj in _objects(session, filters, business_types):

@@ -72,7 +72,7 @@ def _xes_pieces(database: Database, filters: AuditFilter) -> Iterator[str]:
         .where(table.c.instance_id.is_not(None), *filters.conditions())
         .order_by(table.c.instance_id, table.c.sequence)
     )
-    with database.read() as session:
+    with database.snapshot() as session:
         current = None
         for row in stream_rows(session, statement):
             instance_id = row[4]  # EXPORT_FIELDS order

@@ -30,6 +30,26 @@ ADMINS_GROUP = "admins"
 _passwords = PasswordHasher()
 
 
+# the user with one row per group (a user in no group: one row, group_name NULL)
+_PRINCIPAL_QUERY = (
+    select(User.username, User.active, User.is_admin, Membership.group_name)
+    .outerjoin(Membership, Membership.username == User.username)
+)
+_TOKEN_QUERY = (
+    _PRINCIPAL_QUERY.add_columns(ApiToken.revoked_at, ApiToken.expires_at)
+    .join(ApiToken, ApiToken.username == User.username)
+)
+
+
+def _principal(rows) -> Principal:
+    """The principal of the user in ``rows`` (from ``_PRINCIPAL_QUERY``); deactivated users are refused."""
+    first = rows[0]
+    if not first.active:
+        raise Unauthenticated(f"user '{first.username}' is deactivated")
+    groups = frozenset(row.group_name for row in rows if row.group_name is not None)
+    return Principal(first.username, groups, is_admin=first.is_admin or ADMINS_GROUP in groups)
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     """A token as shown to its owner exactly once."""
@@ -155,15 +175,16 @@ class IdentityService:
             ).all())
 
     def principal_for(self, username: str, *, session: Session | None = None) -> Principal:
-        """The principal of an existing, active user."""
+        """The principal of an existing, active user (one SELECT: the user with its groups)."""
+        statement = _PRINCIPAL_QUERY.where(User.username == username)
         if session is None:
-            with self.database.read() as own:
-                return self.principal_for(username, session=own)
-        user = self._user(session, username)
-        if not user.active:
-            raise Unauthenticated(f"user '{username}' is deactivated")
-        groups = self._groups_of(session, username)
-        return Principal(username, frozenset(groups), is_admin=user.is_admin or ADMINS_GROUP in groups)
+            with self.database.query() as connection:
+                rows = connection.execute(statement).all()
+        else:
+            rows = session.execute(statement).all()
+        if not rows:
+            raise NotFound(f"there is no user '{username}'")
+        return _principal(rows)
 
     # -- tokens --------------------------------------------------------------------------------
     def create_token(self, username: str, name: str = "api", *, ttl_days: int | None = None,
@@ -203,15 +224,16 @@ class IdentityService:
 
     def authenticate_token(self, token: str) -> Principal:
         """The principal behind a bearer token; expired, revoked or unknown tokens are refused."""
-        with self.database.read() as session:
-            row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-            if row is None:
-                raise Unauthenticated("the bearer token is not valid")
-            if row.revoked_at is not None:
-                raise Unauthenticated("the bearer token was revoked")
-            if row.expires_at is not None and row.expires_at <= self.clock.now():
-                raise Unauthenticated(f"the bearer token expired at {row.expires_at.isoformat()}")
-            return self.principal_for(row.username, session=session)
+        with self.database.query() as connection:  # one SELECT: token, user and groups
+            rows = connection.execute(_TOKEN_QUERY.where(ApiToken.token_hash == hash_token(token))).all()
+        if not rows:
+            raise Unauthenticated("the bearer token is not valid")
+        revoked_at, expires_at = rows[0].revoked_at, rows[0].expires_at
+        if revoked_at is not None:
+            raise Unauthenticated("the bearer token was revoked")
+        if expires_at is not None and expires_at <= self.clock.now():
+            raise Unauthenticated(f"the bearer token expired at {expires_at.isoformat()}")
+        return _principal(rows)
 
     def authenticate_password(self, username: str, password: str) -> Principal:
         """The principal of a user whose password matches; one vague error for every failure."""

@@ -11,9 +11,9 @@ import hashlib
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from ..audit import events
 from ..audit.chain import record
@@ -201,12 +201,16 @@ class DefinitionService:
             ).all()
             return DefinitionPage(list(items), total, offset, limit)
 
-    def get(self, key: str, version: int | None = None, *, session: Session | None = None) -> ProcessDefinition:
-        """One version of a key, or its latest version that is not retired."""
+    def get(self, key: str, version: int | None = None, *, session: Session | None = None,
+            with_deployment: bool = True) -> ProcessDefinition:
+        """One version of a key, or its latest version that is not retired (``with_deployment=False``:
+        without its deployment row and file, for callers that need only the definition's columns)."""
         if session is None:
             with self.database.read() as own:
-                return self.get(key, version, session=own)
+                return self.get(key, version, session=own, with_deployment=with_deployment)
         query = select(ProcessDefinition).where(ProcessDefinition.key == key)
+        if not with_deployment:
+            query = query.options(lazyload(ProcessDefinition.deployment))
         if version is None:
             query = query.where(ProcessDefinition.retired_at.is_(None)).order_by(ProcessDefinition.version.desc())
         else:
@@ -239,15 +243,22 @@ class DefinitionService:
 
     def document_of(self, definition: ProcessDefinition) -> BpmnDocument:
         """The parsed document of a definition's deployment (cached; never modified)."""
-        deployment = definition.deployment
         with self._cache.lock:
-            document = self._cache.documents.get(deployment.id)
+            document = self._cache.documents.get(definition.deployment_id)
         if document is None:
+            deployment = self._deployment_of(definition)
             document = BpmnDocument.load(deployment.source, deployment.name, max_bytes=max(
                 len(deployment.source), self.settings.max_upload_bytes))
             with self._cache.lock:
                 self._cache.documents[deployment.id] = document
         return document
+
+    def _deployment_of(self, definition: ProcessDefinition) -> Deployment:
+        """The definition's deployment: as loaded with it, else read by id (a detached lean definition)."""
+        if "deployment" not in inspect(definition).unloaded:
+            return definition.deployment
+        with self.database.read() as session:
+            return session.get(Deployment, definition.deployment_id)
 
     def findings_of(self, definition: ProcessDefinition) -> list[Finding]:
         return [Finding.from_dict(item) for item in definition.findings or []]

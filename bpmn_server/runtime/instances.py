@@ -103,7 +103,7 @@ class InstanceService:
         if definition_id is not None:
             definition = self.definitions.get_by_id(definition_id)
         elif key:
-            definition = self.definitions.get(key, version)
+            definition = self.definitions.get(key, version, with_deployment=False)
         else:
             raise InvalidInput("say which process to start: a key or a definition id",
                                errors=[{"field": "key", "message": "is required"}])

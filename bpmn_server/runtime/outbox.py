@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import Clock
@@ -65,8 +65,9 @@ def enqueue(
     now: datetime | None = None,
     instance_id: str | None = None,
     task_id: str | None = None,
-) -> list[Outbox]:
-    """Write the notifications and webhook deliveries of one event into the caller's transaction.
+) -> int:
+    """Write the notifications and webhook deliveries of one event into the caller's transaction;
+    returns how many rows were written.
 
     ``recipients`` are usernames and ``group:<name>`` entries (expanded to the group's active
     members now). Duplicates are dropped; nothing is sent until the transaction has committed.
@@ -74,18 +75,22 @@ def enqueue(
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown outbox event kind {kind!r}; expected one of {', '.join(EVENT_KINDS)}")
     now = now or datetime.now(UTC)
-    rows: list[Outbox] = []
-    for username in expand_recipients(session, recipients):
-        rows.append(Outbox(channel=NOTIFICATION, event_type=kind, recipient=username, instance_id=instance_id,
-                           task_id=task_id, payload=payload, status=DELIVERED, created_at=now, delivered_at=now))
-    for subscription in session.scalars(select(WebhookSubscription).where(WebhookSubscription.active.is_(True))):
-        if subscription.event_types and kind not in subscription.event_types and "*" not in subscription.event_types:
-            continue
-        rows.append(Outbox(channel=WEBHOOK, event_type=kind, recipient=str(subscription.id),
-                           subscription_id=subscription.id, instance_id=instance_id, task_id=task_id,
-                           payload=payload, status=PENDING, created_at=now, next_attempt_at=now))
-    session.add_all(rows)
-    return rows
+    notifications = [
+        {"channel": NOTIFICATION, "event_type": kind, "recipient": username, "instance_id": instance_id,
+         "task_id": task_id, "payload": payload, "status": DELIVERED, "attempts": 0, "created_at": now,
+         "delivered_at": now}
+        for username in expand_recipients(session, recipients)]
+    if notifications:
+        session.execute(_OUTBOX.insert(), notifications)  # Core: one INSERT, no ORM objects
+    # webhook deliveries stay ORM objects: the scheduler's flush hook sees them and wakes its webhook lane
+    deliveries = [
+        Outbox(channel=WEBHOOK, event_type=kind, recipient=str(subscription_id), subscription_id=subscription_id,
+               instance_id=instance_id, task_id=task_id, payload=payload, status=PENDING, created_at=now,
+               next_attempt_at=now)
+        for subscription_id, event_types in session.execute(_ACTIVE_SUBSCRIPTIONS)
+        if not event_types or kind in event_types or "*" in event_types]
+    session.add_all(deliveries)
+    return len(notifications) + len(deliveries)
 
 
 def expand_recipients(session: Session, recipients: Iterable[str]) -> list[str]:
@@ -100,14 +105,19 @@ def expand_recipients(session: Session, recipients: Iterable[str]) -> list[str]:
         else:
             users.append(recipient)
     if groups:
-        members = session.scalars(
-            select(Membership.username)
-            .join(User, User.username == Membership.username)
-            .where(Membership.group_name.in_(groups), User.active.is_(True))
-            .order_by(Membership.username)
-        )
-        users.extend(members)
+        users.extend(session.execute(_ACTIVE_MEMBERS, {"groups": groups}).scalars())
     return list(dict.fromkeys(users))
+
+
+_OUTBOX = Outbox.__table__
+_ACTIVE_SUBSCRIPTIONS = select(WebhookSubscription.id, WebhookSubscription.event_types).where(
+    WebhookSubscription.active.is_(True))
+_ACTIVE_MEMBERS = (
+    select(Membership.username)
+    .join(User, User.username == Membership.username)
+    .where(Membership.group_name.in_(bindparam("groups", expanding=True)), User.active.is_(True))
+    .order_by(Membership.username)
+)
 
 
 # -- views ----------------------------------------------------------------------------------------

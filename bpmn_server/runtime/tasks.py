@@ -139,9 +139,17 @@ class TaskService:
         order = _order(sort)
         query = _task_query().where(*conditions)
         with self.database.read() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-            rows = session.execute(query.order_by(*order).offset(offset).limit(limit)).all()
-            items = [_info(*row) for row in rows]
+            # the total rides along on every row (a window count): one query for page and total,
+            # unless the page is past the end and has no row to carry it
+            rows = session.execute(query.add_columns(func.count().over()).order_by(*order)
+                                   .offset(offset).limit(limit)).all()
+            if rows:
+                total = rows[0][-1]
+            elif offset:
+                total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            else:
+                total = 0
+            items = [_info(*row[:-1]) for row in rows]
         return Page(items, total, offset, limit)
 
     def get(self, task_id: str, principal: Principal) -> TaskInfo:

@@ -2,7 +2,12 @@
 
 Every command runs inside ``Database.transaction()``: it loads, changes, appends audit events and
 commits once when the block ends (or rolls back on any exception). Reads that change nothing use
-``Database.read()``.
+``Database.read()`` (ORM objects) or ``Database.query()`` (plain rows, the cheapest lookup). On
+PostgreSQL these run in autocommit mode: under READ COMMITTED every statement sees the latest
+committed data either way, and a read saves the ``BEGIN``/``ROLLBACK`` round trips. Exports, which
+read in several statements or stream through a server-side cursor, use ``Database.snapshot()``:
+one read-only REPEATABLE READ transaction. Read sessions refuse to flush, so nothing can be written
+through them by mistake.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,13 +32,25 @@ class Database:
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, echo, begin="BEGIN IMMEDIATE")
             self._read_engine = _sqlite_engine(url, echo, begin="BEGIN")
+            self._snapshot_engine = self._read_engine  # a WAL read transaction is a snapshot already
         else:
             self.engine = create_engine(
                 url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
-            self._read_engine = self.engine
+            # same pool; events registered on the engine apply to it too
+            self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._snapshot_engine = self.engine.execution_options(isolation_level="REPEATABLE READ",
+                                                                  postgresql_readonly=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._snapshot_sessions = sessionmaker(self._snapshot_engine, expire_on_commit=False)
+        for readers in (self._read_sessions, self._snapshot_sessions):
+            event.listen(readers, "before_flush", _refuse_writes)
+
+    @property
+    def engines(self) -> list[Engine]:
+        """The engines to attach event listeners to (each statement passes exactly one of them)."""
+        return [self.engine, self._read_engine] if self.is_sqlite else [self.engine]
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -48,18 +65,24 @@ class Database:
         finally:
             session.close()
 
-    @contextmanager
-    def read(self) -> Iterator[Session]:
-        """A read-only unit of work; nothing it does is committed.
+    def read(self) -> Session:
+        """A read-only unit of work (``with database.read() as session:``); nothing it does is committed.
 
-        ``close()`` ends the transaction without expiring what was loaded (``rollback()`` would), so
-        the objects a read returns stay usable, detached, after the block.
+        Leaving the block closes the session, which ends the transaction without expiring what was
+        loaded (``rollback()`` would), so the objects a read returns stay usable, detached, after it.
         """
-        session = self._read_sessions()
-        try:
-            yield session
-        finally:
-            session.close()
+        return self._read_sessions()
+
+    def snapshot(self) -> Session:
+        """A read-only transaction in which every statement sees the same snapshot (the first one's):
+        for exports that read in several statements or stream rows through a server-side cursor."""
+        return self._snapshot_sessions()
+
+    @contextmanager
+    def query(self) -> Iterator[Connection]:
+        """A connection for reads with Core statements: rows, not ORM objects; nothing is committed."""
+        with self._read_engine.connect() as connection:
+            yield connection
 
     def create_all(self) -> None:
         """Create missing tables (tests and first start; migrations handle upgrades)."""
@@ -90,6 +113,11 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self._read_engine.dispose()
+
+
+def _refuse_writes(session: Session, _flush_context, _instances) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("Database.read() is read-only: change data inside Database.transaction()")
 
 
 def _sqlite_engine(url: str, echo: bool, *, begin: str) -> Engine:
