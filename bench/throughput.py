@@ -5,6 +5,11 @@
 * through HTTP: one gunicorn server on loopback (bench/driver.py) on SQLite, one client,
 * bare SpiffWorkflow in memory on the same spec (``parser.spec.build_specs``) with the project's
   sandboxed script engine,
+* the *durable floor*: bare SpiffWorkflow plus the least that storing DESIGN.md's model costs, written
+  without any framework (the standard library's sqlite3, same file settings as the server): per
+  instance three write transactions (start, claim, complete) and one read, the state stored and read
+  back as JSON, a task row, and each audit event chained with sha256 under the head row. No
+  implementation of this design on SQLite can beat it; its ratio bounds the service layer's,
 
 all in one run; prints the ratios to bare Spiff, the SQL statements of a start and of a complete
 (with few and with many instances stored), and the stored state after 200 iterations of a script
@@ -14,15 +19,18 @@ loop. Bounded: about 30-40 s.
                                          [--no-postgres] [--no-http] [--profile out.prof]
 
 Ends with ``RESULT throughput ratio=<service/bare on SQLite> http_ratio=<…> pg_ratio=<…>
-start_sql=<n> complete_sql=<n> state_bytes_200=<n>``.
+floor_ratio=<durable floor/bare> start_sql=<n> complete_sql=<n> state_bytes_200=<n>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import sqlite3
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +120,73 @@ def run_bare(specs, script_engine) -> None:
     task.run()
     workflow.do_engine_steps()
     assert workflow.is_completed() and workflow.data.get("approved") is True
+
+
+FLOOR_SCHEMA = """
+CREATE TABLE instance (id TEXT PRIMARY KEY, status TEXT, state TEXT, row_version INTEGER);
+CREATE TABLE task (id TEXT PRIMARY KEY, instance_id TEXT, status TEXT, assignee TEXT, candidate_group TEXT);
+CREATE INDEX task_instance ON task (instance_id, status);
+CREATE TABLE audit (sequence INTEGER PRIMARY KEY, instance_id TEXT, event_type TEXT, actor TEXT, data TEXT,
+                    prev_hash TEXT, hash TEXT);
+CREATE TABLE head (id INTEGER PRIMARY KEY, sequence INTEGER, hash TEXT);
+INSERT INTO head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+"""
+
+
+class DurableFloor:
+    """Bare Spiff plus the least this storage design writes, in plain sqlite3 (see the module docstring)."""
+
+    def __init__(self, path: Path, engine, specs) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript(FLOOR_SCHEMA)
+        self.engine, self.specs = engine, specs
+
+    def _audit(self, instance_id: str, *event_types: str) -> None:
+        sequence, prev = self.db.execute("SELECT sequence, hash FROM head WHERE id = 1").fetchone()
+        for event_type in event_types:
+            sequence += 1
+            data = json.dumps({"sequence": sequence, "instance_id": instance_id, "event_type": event_type,
+                               "actor": STAFF.username}, sort_keys=True)
+            digest = hashlib.sha256((prev + data).encode()).hexdigest()
+            self.db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (sequence, instance_id, event_type, STAFF.username, data, prev, digest))
+            prev = digest
+        self.db.execute("UPDATE head SET sequence = ?, hash = ? WHERE id = 1", (sequence, prev))
+
+    def run(self) -> None:
+        db = self.db
+        workflow = BpmnWorkflow(self.specs.spec, self.specs.subprocess_specs, script_engine=self.engine.script_engine)
+        workflow.do_engine_steps()
+        ready = workflow.get_tasks(state=TaskState.READY, manual=True)[0]
+        instance_id, task_id = str(uuid.uuid4()), str(ready.id)
+        db.execute("BEGIN IMMEDIATE")  # start
+        db.execute("INSERT INTO instance VALUES (?, 'waiting', ?, 1)",
+                   (instance_id, json.dumps(self.engine.dump(workflow))))
+        db.execute("INSERT INTO task VALUES (?, ?, 'open', NULL, 'staff')", (task_id, instance_id))
+        self._audit(instance_id, "instance-started", "task-created")
+        db.execute("COMMIT")
+        (found,) = db.execute("SELECT id FROM task WHERE instance_id = ? AND status = 'open'",  # list
+                              (instance_id,)).fetchone()
+        db.execute("BEGIN IMMEDIATE")  # claim
+        db.execute("UPDATE task SET status = 'claimed', assignee = ? WHERE id = ? AND status = 'open'",
+                   (STAFF.username, found))
+        self._audit(instance_id, "task-claimed")
+        db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")  # complete
+        state, version = db.execute("SELECT state, row_version FROM instance WHERE id = ?", (instance_id,)).fetchone()
+        workflow = self.engine.restore_with(self.specs, json.loads(state), ManualClock())
+        task = workflow.get_task_from_id(uuid.UUID(found))
+        task.data.update(DECISION)
+        task.run()
+        workflow.do_engine_steps()
+        assert workflow.is_completed()
+        db.execute("UPDATE instance SET status = 'completed', state = ?, row_version = ? WHERE id = ? "
+                   "AND row_version = ?", (json.dumps(self.engine.dump(workflow)), version + 1, instance_id, version))
+        db.execute("UPDATE task SET status = 'completed' WHERE id = ?", (found,))
+        self._audit(instance_id, "task-completed", "element-completed", "element-completed", "instance-completed")
+        db.execute("COMMIT")
 
 
 def run_service(services: Services, counter: StatementCounter | None = None) -> dict[str, int]:
@@ -219,6 +294,9 @@ def main() -> None:
     assert sqlite.engine.specs_for(definition).spec.task_specs.keys() == specs.spec.task_specs.keys()
     run_bare(specs, sqlite.engine.script_engine)
     bare_per_s, bare_count, bare_cpu = rate(lambda: run_bare(specs, sqlite.engine.script_engine), args.seconds / 2)
+    floor = DurableFloor(folder / "floor.db", sqlite.engine, specs)
+    floor.run()
+    floor_per_s, _, _ = rate(floor.run, args.seconds / 2)
     service = measure_service(sqlite, args.seconds, more=args.more)
     state_bytes, state_tasks = loop_state_bytes(sqlite)
     sqlite.database.dispose()
@@ -233,6 +311,9 @@ def main() -> None:
     ratio = service["per_s"] / bare_per_s
     print(f"start -> user task -> exclusive gateway -> end (one client, sequential); bare {bare_count} runs")
     print(f"  bare SpiffWorkflow      : {bare_per_s:8.1f} instances/s  ({1000 / bare_per_s:6.2f} ms each)")
+    floor_ratio = floor_per_s / bare_per_s
+    print(f"  durable floor (sqlite3) : {floor_per_s:8.1f} instances/s  ({1000 / floor_per_s:6.2f} ms each)"
+          f"  ratio {floor_ratio:.3f}: the best any implementation of this storage design can do here")
     print(f"  service layer, SQLite   : {service['per_s']:8.1f} instances/s  ({1000 / service['per_s']:6.2f} ms each)"
           f"  ratio {ratio:.3f} (target >= 0.3); per CPU s {service['per_cpu']:.1f} vs bare {bare_cpu:.1f}")
     pg_ratio = http_ratio = float("nan")
@@ -251,6 +332,7 @@ def main() -> None:
                   + f"  (after {args.more}+ instances: " + ", ".join(f"{k} {many[k]}" for k in many) + ")")
     print(f"  stored state after {LOOPS} script-loop iterations: {state_bytes} bytes of JSON, {state_tasks} tasks")
     print(f"RESULT throughput ratio={ratio:.3f} http_ratio={http_ratio:.3f} pg_ratio={pg_ratio:.3f} "
+          f"floor_ratio={floor_ratio:.3f} "
           f"start_sql={service['sql_few']['start']} complete_sql={service['sql_few']['complete']} "
           f"state_bytes_200={state_bytes}")
 

@@ -112,7 +112,10 @@ class Engine:
 
     def restore(self, definition: ProcessDefinition, state: dict[str, Any], clock: Clock) -> BpmnWorkflow:
         """A live workflow from stored state and the definition's cached specs."""
-        specs = self.specs_for(definition)
+        return self.restore_with(self.specs_for(definition), state, clock)
+
+    def restore_with(self, specs: ProcessSpecs, state: dict[str, Any], clock: Clock) -> BpmnWorkflow:
+        """A live workflow from stored state and the given specs."""
         body = {k: v for k, v in state.items() if k not in ("format", BpmnWorkflowSerializer.VERSION_KEY)}
         workflow = self.serializer.registry.restore(body, specs=specs)
         workflow.script_engine = self.script_engine
