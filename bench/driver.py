@@ -10,12 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 PROCESS_KEY = "load_approval"
 LOAD_MODEL = f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -58,6 +60,9 @@ class ServerProcess:
     threads: int = 8
     port: int = 0  # chosen by the system when the server starts
     process: subprocess.Popen | None = None
+    # the server's stderr goes to a file: a pipe nobody reads fills up (64 KiB of logged tracebacks while
+    # its database is down) and then every request thread blocks on the logging lock
+    log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -69,6 +74,7 @@ class ServerProcess:
         env = dict(os.environ, BPMN_SERVER_DATABASE_URL=self.database_url, BPMN_SERVER_DATA_DIR=str(self.data_dir),
                    BPMN_SERVER_SECRET_KEY="load", BPMN_SERVER_SCHEDULER="false", BPMN_SERVER_LOG_LEVEL="WARNING")
         gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.log = tempfile.TemporaryFile()
         with socket.socket() as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen(128)
@@ -76,7 +82,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", str(self.threads),
                  "-b", f"fd://{listener.fileno()}", "--log-level", "warning", "bpmn_server.wsgi:app"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(listener.fileno(),),
+                env=env, stdout=subprocess.DEVNULL, stderr=self.log, pass_fds=(listener.fileno(),),
             )
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=timeout) as response:
@@ -84,8 +90,9 @@ class ServerProcess:
                     return self
         except OSError as error:
             self.kill()
+            self.log.seek(0)
             raise RuntimeError(f"server did not become ready ({error}): "
-                               f"{self.process.stderr.read().decode()[-2000:]}") from None
+                               f"{self.log.read().decode(errors='replace')[-2000:]}") from None
         raise RuntimeError("server did not become ready")
 
     def kill(self) -> None:
@@ -124,6 +131,7 @@ class LoadResult:
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
     started_ids: list[str] = field(default_factory=list)
+    failures: list[tuple[int, str | None]] = field(default_factory=list)  # (status, problem type) per failed case
     lock: threading.Condition = field(default_factory=threading.Condition)  # notified on each completed case
 
     def wait_until_completed(self, count: int, timeout: float = 60.0) -> bool:
@@ -132,24 +140,24 @@ class LoadResult:
             return self.lock.wait_for(lambda: self.completed >= count, timeout)
 
 
-def one_case(base: str, token: str, result: LoadResult, business_key: str) -> None:
-    """start → find the task → claim → complete; records the latency of the whole case."""
+def one_case(base: str, token: str, result: LoadResult, business_key: str) -> bool:
+    """start → find the task → claim → complete; records the latency of the whole case, or the answer
+    of the step that failed (status 200 there: the task list came back without the task). True when
+    the case completed."""
     began = time.perf_counter()
-    status, instance = call(base, "POST", "/process-instances", token,
-                            {"key": PROCESS_KEY, "businessKey": business_key, "variables": {"n": 1}})
-    if status != 201:
+    ok = False
+    status, body = call(base, "POST", "/process-instances", token,
+                        {"key": PROCESS_KEY, "businessKey": business_key, "variables": {"n": 1}})
+    if status == 201:
         with result.lock:
-            result.errors += 1
-        return
-    with result.lock:
-        result.started_ids.append(instance["id"])
-    status, page = call(base, "GET", f"/tasks?instanceId={instance['id']}", token)
-    tasks = page.get("items", []) if status == 200 else []
-    ok = bool(tasks)
-    if ok:
-        task_id = tasks[0]["id"]
-        ok = call(base, "POST", f"/tasks/{task_id}/claim", token, {})[0] == 200
-        ok = ok and call(base, "POST", f"/tasks/{task_id}/complete", token, {"data": {}})[0] == 200
+            result.started_ids.append(body["id"])
+        status, body = call(base, "GET", f"/tasks?instanceId={body['id']}", token)
+        tasks = body.get("items", []) if status == 200 else []
+        if tasks:
+            status, body = call(base, "POST", f"/tasks/{tasks[0]['id']}/claim", token, {})
+            if status == 200:
+                status, body = call(base, "POST", f"/tasks/{tasks[0]['id']}/complete", token, {"data": {}})
+                ok = status == 200
     with result.lock:
         if ok:
             result.completed += 1
@@ -157,6 +165,8 @@ def one_case(base: str, token: str, result: LoadResult, business_key: str) -> No
             result.lock.notify_all()
         else:
             result.errors += 1
+            result.failures.append((status, body.get("type")))
+    return ok
 
 
 def drive(bases: list[str], token: str, *, clients: int, cases_per_client: int,

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from .auth import services
-from .problems import problem_response
+from .problems import RETRY_AFTER_SECONDS, problem_response
 
 blp = Blueprint("health", __name__, description="Health")
 
@@ -30,5 +30,6 @@ class Ready(MethodView):
     def get(self):
         """The process can reach its database."""
         if not services().database.ping():
-            return problem_response(503, "not-ready", "Not ready", "the database does not answer")
+            return problem_response(503, "not-ready", "Not ready", "the database does not answer",
+                                    headers={"Retry-After": RETRY_AFTER_SECONDS})
         return {"status": "ready"}

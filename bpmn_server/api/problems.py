@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, g, json, request
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BpmnServerError, Forbidden
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = "5"  # a database restart or fail-over takes seconds; clients and balancers wait this long
 
 
 def problem_response(
@@ -43,8 +45,25 @@ def record_refusal(error: Forbidden) -> None:
     current_app.extensions["bpmn_server"].audit.record_refusal(error, actor, f"{request.method} {request.path}")
 
 
+def database_unavailable(detail: str = "the database is unreachable or restarting; try again shortly") -> Response:
+    """503 with Retry-After: the database went away (restart, fail-over, network) and the request
+    failed; its transaction was rolled back unless the connection broke during the commit itself."""
+    return problem_response(503, "database-unavailable", "Database unavailable", detail,
+                            headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def lost_database(error: BaseException | None) -> bool:
+    """Whether an exception means the database cannot be reached now (connection refused or cut, server
+    shutting down or starting up), as opposed to a bug. Lock contention never gets here: the services
+    answer it with a Conflict."""
+    return isinstance(error, OperationalError) or (isinstance(error, DBAPIError) and error.connection_invalidated)
+
+
 def from_http_exception(error: HTTPException) -> Response:
-    """Werkzeug/webargs errors (404 routes, 405, 413, 422 argument validation) as problem+json."""
+    """Werkzeug/webargs errors (404 routes, 405, 413, 422 argument validation) as problem+json; an
+    unhandled exception arrives as a 500 that carries it, and a lost database becomes a 503."""
+    if lost_database(getattr(error, "original_exception", None)):
+        return database_unavailable()
     status = error.code or 500
     data = getattr(error, "data", None) or {}
     extra: dict[str, Any] = {}
