@@ -16,9 +16,10 @@ __version__ = "0.1.0"
 def create_app(settings: Settings | None = None, *, services: Services | None = None,
                testing: bool = False) -> Flask:
     """Assemble the Flask app: settings, services, REST API, web pages. Nothing else assembles it."""
-    from flask import Flask, redirect
+    from flask import redirect
 
     from . import api, web
+    from .flask_app import BpmnServerFlask
     from .services import Services
     from .settings import Settings
 
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         services = Services(settings or Settings.from_env())
         services.create_schema()
     settings = services.settings
-    app = Flask(__name__)
+    app = BpmnServerFlask(__name__)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,

@@ -6,6 +6,7 @@ Bounded: a few dozen cases per scenario."""
 
 from __future__ import annotations
 
+import logging
 import json
 import os
 import threading
@@ -223,7 +224,7 @@ def test_postgres_restarted_under_load_fails_requests_cleanly_then_recovers(own_
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
-def test_unreachable_database_is_503_problem_with_retry_after(store, tmp_path: Path):
+def test_unreachable_database_is_503_problem_with_retry_after(store, tmp_path: Path, caplog):
     """No database at the configured address: API requests get 503 problem+json with Retry-After (not
     a 500), readiness says not ready, liveness still answers."""
     if store == "postgres":
@@ -243,3 +244,12 @@ def test_unreachable_database_is_503_problem_with_retry_after(store, tmp_path: P
     assert (ready.status_code, ready.json["type"]) == (503, "/problems/not-ready")
     assert int(ready.headers["Retry-After"]) > 0
     assert client.get("/healthz").status_code == 200
+    # a web page says so too, as a page, and the log has one line per failed request, no traceback
+    with client.session_transaction() as session:
+        session["username"] = "clerk"
+    with caplog.at_level(logging.WARNING):
+        page = client.get("/tasks", headers={"Accept": "text/html"})
+    assert page.status_code == 503 and page.mimetype == "text/html", page.get_data(as_text=True)[:500]
+    assert "Database unavailable" in page.get_data(as_text=True) and int(page.headers["Retry-After"]) > 0
+    lost = [r for r in caplog.records if "database unavailable during GET /tasks" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].exc_info is None

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, g, json, request
-from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BpmnServerError, Forbidden
+from ..store import RETRY_AFTER_SECONDS, is_database_lost
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-RETRY_AFTER_SECONDS = "5"  # a database restart or fail-over takes seconds; clients and balancers wait this long
 
 
 def problem_response(
@@ -52,17 +51,10 @@ def database_unavailable(detail: str = "the database is unreachable or restartin
                             headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-def lost_database(error: BaseException | None) -> bool:
-    """Whether an exception means the database cannot be reached now (connection refused or cut, server
-    shutting down or starting up), as opposed to a bug. Lock contention never gets here: the services
-    answer it with a Conflict."""
-    return isinstance(error, OperationalError) or (isinstance(error, DBAPIError) and error.connection_invalidated)
-
-
 def from_http_exception(error: HTTPException) -> Response:
     """Werkzeug/webargs errors (404 routes, 405, 413, 422 argument validation) as problem+json; an
     unhandled exception arrives as a 500 that carries it, and a lost database becomes a 503."""
-    if lost_database(getattr(error, "original_exception", None)):
+    if is_database_lost(getattr(error, "original_exception", None)):
         return database_unavailable()
     status = error.code or 500
     data = getattr(error, "data", None) or {}

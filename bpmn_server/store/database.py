@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import Base
@@ -89,7 +89,10 @@ class Database:
         Base.metadata.create_all(self.engine)
 
     def drop_all(self) -> None:
+        """Drop every table, Alembic's revision record included (a later start then migrates from scratch)."""
         Base.metadata.drop_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
     def truncate_all(self) -> None:
         """Empty every table quickly (test isolation on a shared PostgreSQL database)."""
@@ -113,6 +116,16 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self._read_engine.dispose()
+
+
+RETRY_AFTER_SECONDS = "5"  # a database restart or fail-over takes seconds; clients and balancers wait this long
+
+
+def is_database_lost(error: BaseException | None) -> bool:
+    """Whether an exception means the database cannot be reached now (connection refused or cut, server
+    shutting down or starting up), as opposed to a bug. Lock contention never gets this far: the
+    services answer it with a Conflict."""
+    return isinstance(error, OperationalError) or (isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
 def _refuse_writes(session: Session, _flush_context, _instances) -> None:

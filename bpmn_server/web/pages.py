@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import BpmnServerError, Forbidden, Unauthenticated
 from ..identity.principal import Principal
+from ..store import RETRY_AFTER_SECONDS, is_database_lost
 from .security import signed_in_principal
 
 bp = Blueprint("web", __name__, template_folder="templates")
@@ -55,7 +56,12 @@ def unread_notifications() -> int | None:
     user = g.get("principal")
     if outbox is None or user is None:
         return None
-    return outbox.notifications(user, limit=1)[2]
+    try:
+        return outbox.notifications(user, limit=1)[2]
+    except Exception as err:
+        if is_database_lost(err):  # the page still renders (it may be the "database unavailable" page)
+            return None
+        raise
 
 
 @bp.app_context_processor
@@ -80,6 +86,10 @@ def _domain_error(error: BpmnServerError):
 
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException):
+    if is_database_lost(getattr(error, "original_exception", None)):  # an unhandled error: the database is gone
+        page, status = render("error.html", 503, title="Database unavailable", code=503,
+                              detail="The database is unreachable or restarting; try again in a few seconds.")
+        return page, status, {"Retry-After": RETRY_AFTER_SECONDS}
     return render("error.html", error.code or 500, title=error.name, detail=error.description,
                   code=error.code)
 
