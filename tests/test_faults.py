@@ -6,8 +6,8 @@ Bounded: a few dozen cases per scenario."""
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import threading
 import urllib.error
