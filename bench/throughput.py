@@ -9,7 +9,8 @@
   without any framework (the standard library's sqlite3, same file settings as the server): per
   instance three write transactions (start, claim, complete) and one read, the state stored and read
   back as JSON, a task row, and each audit event chained with sha256 under the head row. No
-  implementation of this design on SQLite can beat it; its ratio bounds the service layer's,
+  implementation of this design on SQLite can beat it; its ratio bounds the service layer's. The
+  same statements once more through SQLAlchemy Core (DESIGN.md's store toolkit, without the ORM),
 
 all in one run; prints the ratios to bare Spiff, the SQL statements of a start and of a complete
 (with few and with many instances stored), and the stored state after 200 iterations of a script
@@ -19,7 +20,7 @@ loop. Bounded: about 30-40 s.
                                          [--no-postgres] [--no-http] [--profile out.prof]
 
 Ends with ``RESULT throughput ratio=<service/bare on SQLite> http_ratio=<…> pg_ratio=<…>
-floor_ratio=<durable floor/bare> start_sql=<n> complete_sql=<n> state_bytes_200=<n>``.
+floor_ratio=<durable floor/bare> core_floor_ratio=<the same through SQLAlchemy Core/bare> start_sql=<n> complete_sql=<n> state_bytes_200=<n>``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import sqlite3
 import sys
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script (python bench/throughput.py) or as bench.throughput
@@ -39,7 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script (python bench/throughput.py) or
 
 from SpiffWorkflow.bpmn import BpmnWorkflow  # noqa: E402
 from SpiffWorkflow.util.task import TaskState  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select, text  # noqa: E402
 
 from bench.driver import ServerProcess, call, prepare_database  # noqa: E402
 from bench.load import fresh_postgres  # noqa: E402
@@ -50,6 +53,7 @@ from bpmn_server.parser.document import BpmnDocument  # noqa: E402
 from bpmn_server.parser.spec import build_specs  # noqa: E402
 from bpmn_server.services import Services  # noqa: E402
 from bpmn_server.settings import Settings  # noqa: E402
+from bpmn_server.store.database import _sqlite_engine  # noqa: E402
 from bpmn_server.store.models import ProcessInstance  # noqa: E402
 
 KEY = "throughput"
@@ -134,59 +138,90 @@ INSERT INTO head VALUES (1, 0, '000000000000000000000000000000000000000000000000
 
 
 class DurableFloor:
-    """Bare Spiff plus the least this storage design writes, in plain sqlite3 (see the module docstring)."""
+    """Bare Spiff plus the least this storage design writes (see the module docstring), either through
+    the standard library's sqlite3 or through SQLAlchemy Core (``sqlalchemy=True``: the toolkit
+    DESIGN.md's store is built on, without the ORM); the same SQL text either way."""
 
-    def __init__(self, path: Path, engine, specs) -> None:
+    def __init__(self, path: Path, engine, specs, *, sqlalchemy: bool = False) -> None:
+        self.engine, self.specs = engine, specs
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
             self.db.execute(f"PRAGMA {pragma}")
-        self.db.executescript(FLOOR_SCHEMA)
-        self.engine, self.specs = engine, specs
+        if not self.db.execute("SELECT name FROM sqlite_master WHERE name = 'head'").fetchone():
+            self.db.executescript(FLOOR_SCHEMA)
+        # as the server's store: writers begin IMMEDIATE, readers a plain (deferred) BEGIN
+        self.core = {begin: _sqlite_engine(f"sqlite:///{path}", False, begin=begin)
+                     for begin in ("BEGIN IMMEDIATE", "BEGIN")} if sqlalchemy else None
+        self._texts: dict[str, Any] = {}
 
-    def _audit(self, instance_id: str, *event_types: str) -> None:
-        sequence, prev = self.db.execute("SELECT sequence, hash FROM head WHERE id = 1").fetchone()
+    @contextmanager
+    def transaction(self, *, write: bool = True):
+        """A transaction; yields ``execute(sql, params)`` returning a cursor / result."""
+        begin = "BEGIN IMMEDIATE" if write else "BEGIN"
+        if self.core is not None:
+            with self.core[begin].begin() as connection:
+                yield lambda sql, params=None: connection.execute(self._text(sql), params or {})
+            return
+        self.db.execute(begin)
+        try:
+            yield lambda sql, params=None: self.db.execute(sql, params or {})
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _text(self, sql: str):
+        if sql not in self._texts:
+            self._texts[sql] = text(sql)
+        return self._texts[sql]
+
+    @staticmethod
+    def _audit(execute, instance_id: str, *event_types: str) -> None:
+        sequence, prev = execute("SELECT sequence, hash FROM head WHERE id = 1").fetchone()
         for event_type in event_types:
             sequence += 1
             data = json.dumps({"sequence": sequence, "instance_id": instance_id, "event_type": event_type,
                                "actor": STAFF.username}, sort_keys=True)
             digest = hashlib.sha256((prev + data).encode()).hexdigest()
-            self.db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (sequence, instance_id, event_type, STAFF.username, data, prev, digest))
+            execute("INSERT INTO audit VALUES (:sequence, :instance, :type, :actor, :data, :prev, :hash)",
+                    {"sequence": sequence, "instance": instance_id, "type": event_type, "actor": STAFF.username,
+                     "data": data, "prev": prev, "hash": digest})
             prev = digest
-        self.db.execute("UPDATE head SET sequence = ?, hash = ? WHERE id = 1", (sequence, prev))
+        execute("UPDATE head SET sequence = :sequence, hash = :hash WHERE id = 1", {"sequence": sequence, "hash": prev})
 
     def run(self) -> None:
-        db = self.db
         workflow = BpmnWorkflow(self.specs.spec, self.specs.subprocess_specs, script_engine=self.engine.script_engine)
         workflow.do_engine_steps()
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)[0]
-        instance_id, task_id = str(uuid.uuid4()), str(ready.id)
-        db.execute("BEGIN IMMEDIATE")  # start
-        db.execute("INSERT INTO instance VALUES (?, 'waiting', ?, 1)",
-                   (instance_id, json.dumps(self.engine.dump(workflow))))
-        db.execute("INSERT INTO task VALUES (?, ?, 'open', NULL, 'staff')", (task_id, instance_id))
-        self._audit(instance_id, "instance-started", "task-created")
-        db.execute("COMMIT")
-        (found,) = db.execute("SELECT id FROM task WHERE instance_id = ? AND status = 'open'",  # list
-                              (instance_id,)).fetchone()
-        db.execute("BEGIN IMMEDIATE")  # claim
-        db.execute("UPDATE task SET status = 'claimed', assignee = ? WHERE id = ? AND status = 'open'",
-                   (STAFF.username, found))
-        self._audit(instance_id, "task-claimed")
-        db.execute("COMMIT")
-        db.execute("BEGIN IMMEDIATE")  # complete
-        state, version = db.execute("SELECT state, row_version FROM instance WHERE id = ?", (instance_id,)).fetchone()
-        workflow = self.engine.restore_with(self.specs, json.loads(state), ManualClock())
-        task = workflow.get_task_from_id(uuid.UUID(found))
-        task.data.update(DECISION)
-        task.run()
-        workflow.do_engine_steps()
-        assert workflow.is_completed()
-        db.execute("UPDATE instance SET status = 'completed', state = ?, row_version = ? WHERE id = ? "
-                   "AND row_version = ?", (json.dumps(self.engine.dump(workflow)), version + 1, instance_id, version))
-        db.execute("UPDATE task SET status = 'completed' WHERE id = ?", (found,))
-        self._audit(instance_id, "task-completed", "element-completed", "element-completed", "instance-completed")
-        db.execute("COMMIT")
+        instance_id = str(uuid.uuid4())
+        with self.transaction() as execute:  # start
+            execute("INSERT INTO instance VALUES (:id, 'waiting', :state, 1)",
+                    {"id": instance_id, "state": json.dumps(self.engine.dump(workflow))})
+            execute("INSERT INTO task VALUES (:id, :instance, 'open', NULL, 'staff')",
+                    {"id": str(ready.id), "instance": instance_id})
+            self._audit(execute, instance_id, "instance-started", "task-created")
+        with self.transaction(write=False) as execute:  # list
+            (found,) = execute("SELECT id FROM task WHERE instance_id = :instance AND status = 'open'",
+                               {"instance": instance_id}).fetchone()
+        with self.transaction() as execute:  # claim
+            execute("UPDATE task SET status = 'claimed', assignee = :user WHERE id = :id AND status = 'open'",
+                    {"user": STAFF.username, "id": found})
+            self._audit(execute, instance_id, "task-claimed")
+        with self.transaction() as execute:  # complete
+            state, version = execute("SELECT state, row_version FROM instance WHERE id = :id",
+                                     {"id": instance_id}).fetchone()
+            workflow = self.engine.restore_with(self.specs, json.loads(state), ManualClock())
+            task = workflow.get_task_from_id(uuid.UUID(found))
+            task.data.update(DECISION)
+            task.run()
+            workflow.do_engine_steps()
+            assert workflow.is_completed()
+            execute("UPDATE instance SET status = 'completed', state = :state, row_version = :next WHERE id = :id "
+                    "AND row_version = :version", {"state": json.dumps(self.engine.dump(workflow)),
+                                                   "next": version + 1, "id": instance_id, "version": version})
+            execute("UPDATE task SET status = 'completed' WHERE id = :id", {"id": found})
+            self._audit(execute, instance_id, "task-completed", "element-completed", "element-completed",
+                        "instance-completed")
 
 
 def run_service(services: Services, counter: StatementCounter | None = None) -> dict[str, int]:
@@ -294,9 +329,12 @@ def main() -> None:
     assert sqlite.engine.specs_for(definition).spec.task_specs.keys() == specs.spec.task_specs.keys()
     run_bare(specs, sqlite.engine.script_engine)
     bare_per_s, bare_count, bare_cpu = rate(lambda: run_bare(specs, sqlite.engine.script_engine), args.seconds / 2)
-    floor = DurableFloor(folder / "floor.db", sqlite.engine, specs)
-    floor.run()
-    floor_per_s, _, _ = rate(floor.run, args.seconds / 2)
+    floors = {}
+    for name, sqlalchemy in (("sqlite3", False), ("core", True)):
+        floor = DurableFloor(folder / "floor.db", sqlite.engine, specs, sqlalchemy=sqlalchemy)
+        floor.run()
+        floors[name] = rate(floor.run, args.seconds / 2)[0]
+    floor_per_s, core_floor_per_s = floors["sqlite3"], floors["core"]
     service = measure_service(sqlite, args.seconds, more=args.more)
     state_bytes, state_tasks = loop_state_bytes(sqlite)
     sqlite.database.dispose()
@@ -311,9 +349,11 @@ def main() -> None:
     ratio = service["per_s"] / bare_per_s
     print(f"start -> user task -> exclusive gateway -> end (one client, sequential); bare {bare_count} runs")
     print(f"  bare SpiffWorkflow      : {bare_per_s:8.1f} instances/s  ({1000 / bare_per_s:6.2f} ms each)")
-    floor_ratio = floor_per_s / bare_per_s
+    floor_ratio, core_floor_ratio = floor_per_s / bare_per_s, core_floor_per_s / bare_per_s
     print(f"  durable floor (sqlite3) : {floor_per_s:8.1f} instances/s  ({1000 / floor_per_s:6.2f} ms each)"
           f"  ratio {floor_ratio:.3f}: the best any implementation of this storage design can do here")
+    print(f"  same, SQLAlchemy Core   : {core_floor_per_s:8.1f} instances/s  ({1000 / core_floor_per_s:6.2f} ms each)"
+          f"  ratio {core_floor_ratio:.3f}: the best on DESIGN.md's store toolkit, without the ORM")
     print(f"  service layer, SQLite   : {service['per_s']:8.1f} instances/s  ({1000 / service['per_s']:6.2f} ms each)"
           f"  ratio {ratio:.3f} (target >= 0.3); per CPU s {service['per_cpu']:.1f} vs bare {bare_cpu:.1f}")
     pg_ratio = http_ratio = float("nan")
@@ -332,7 +372,7 @@ def main() -> None:
                   + f"  (after {args.more}+ instances: " + ", ".join(f"{k} {many[k]}" for k in many) + ")")
     print(f"  stored state after {LOOPS} script-loop iterations: {state_bytes} bytes of JSON, {state_tasks} tasks")
     print(f"RESULT throughput ratio={ratio:.3f} http_ratio={http_ratio:.3f} pg_ratio={pg_ratio:.3f} "
-          f"floor_ratio={floor_ratio:.3f} "
+          f"floor_ratio={floor_ratio:.3f} core_floor_ratio={core_floor_ratio:.3f} "
           f"start_sql={service['sql_few']['start']} complete_sql={service['sql_few']['complete']} "
           f"state_bytes_200={state_bytes}")
 
