@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import String, and_, cast, exists, false, func, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..audit import events
@@ -137,33 +139,32 @@ class TaskService:
         if assignee is not None:
             conditions.append(HumanTask.assignee == assignee)
         order = _order(sort)
-        query = _task_query().where(*conditions)
-        with self.database.read() as session:
+        query = _TASK_QUERY.where(*conditions)
+        with self.database.query() as connection:
             # the total rides along on every row (a window count): one query for page and total,
             # unless the page is past the end and has no row to carry it
-            rows = session.execute(query.add_columns(func.count().over()).order_by(*order)
-                                   .offset(offset).limit(limit)).all()
+            rows = connection.execute(query.add_columns(func.count().over().label("total")).order_by(*order)
+                                      .offset(offset).limit(limit)).all()
             if rows:
-                total = rows[0][-1]
+                total = rows[0].total
             elif offset:
-                total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+                total = connection.execute(select(func.count()).select_from(query.subquery())).scalar() or 0
             else:
                 total = 0
-            items = [_info(*row[:-1]) for row in rows]
-        return Page(items, total, offset, limit)
+        return Page([_info(row) for row in rows], total, offset, limit)
 
     def get(self, task_id: str, principal: Principal) -> TaskInfo:
         """One task with its form and the link to its SOP step (403 if the principal may not see it)."""
-        with self.database.read() as session:
-            task, version, business_key = self._load(session, task_id)
-            _require_visible(task, principal)
-            info = _info(task, version, business_key)
+        with self.database.query() as connection:
+            task = self._load(connection, task_id)
+        _require_visible(task, principal)
+        info = _info(task)
         info.documentation = self._documentation(task)
         return info
 
     def comments(self, task_id: str, principal: Principal) -> list[CommentInfo]:
         with self.database.read() as session:
-            task, _, _ = self._load(session, task_id)
+            task = self._load(session, task_id)
             _require_visible(task, principal)
             rows = session.scalars(
                 select(TaskComment).where(TaskComment.task_id == task_id).order_by(TaskComment.id)
@@ -236,40 +237,48 @@ class TaskService:
             raise InvalidInput("a comment needs text (at most 10,000 characters)",
                                errors=[{"field": "text", "message": "is empty or too long"}])
         with self.database.transaction() as session:
-            task, version, _ = self._load(session, task_id)
+            task = self._load(session, task_id)
             _require_visible(task, principal)
             now = self.clock.now()
             comment = TaskComment(task_id=task_id, author=principal.username, text=text, created_at=now)
             session.add(comment)
             session.flush()
-            self._audit(session, events.TASK_COMMENTED, task, version, principal.username, now,
+            self._audit(session, events.TASK_COMMENTED, task, principal.username, now,
                         {"comment_id": comment.id, "text": text})
             return CommentInfo(comment.id, task_id, comment.author, comment.text, comment.created_at)
 
     def _change(self, task_id: str, principal: Principal, change, expected_version: int | None,
                 action: str) -> TaskInfo:
+        """Run ``change(session, task, now)`` on a copy of the task's row and write what it changed back
+        in one UPDATE guarded by the row version (a concurrent change: 409), then its audit events."""
         from sqlalchemy.exc import OperationalError
-        from sqlalchemy.orm.exc import StaleDataError
 
         where: dict[str, Any] = {}
         try:
             with self.database.transaction() as session:
-                task, version, business_key, instance_status = self._load(session, task_id, with_status=True)
-                where = _where(task, version)
-                _require_open(task, instance_status)
+                row = self._load(session, task_id)
+                task = TaskRow(**row._mapping)
+                where = _where(task)
+                _require_open(task, row.instance_status)
                 if expected_version is not None and task.row_version != expected_version:
                     raise PreconditionFailed(f"task {task_id} is at version {task.row_version}, not "
                                              f"{expected_version}: someone changed it first",
                                              row_version=task.row_version)
                 now = self.clock.now()
                 happened = change(session, task, now)
-                session.flush()  # the task's row-version check, before the audit head is locked
+                changed = {name: value for name, value in vars(task).items()
+                           if name in _TASK_COLUMNS and value != getattr(row, name)}
+                if changed:  # before the audit head is locked (lock order: the task row, then the head)
+                    stored = session.execute(
+                        _TASK_TABLE.update().where(_TASK_TABLE.c.id == task.id,
+                                                   _TASK_TABLE.c.row_version == task.row_version)
+                        .values(**changed, row_version=task.row_version + 1))
+                    if stored.rowcount != 1:
+                        raise Conflict(f"task {task_id} was changed by someone else at the same time; reload it")
+                    task.row_version += 1
                 for event_type, data in happened:
-                    self._audit(session, event_type, task, version, principal.username, now,
-                                {"task_id": task.id, **data})
-                return _info(task, version, business_key)
-        except StaleDataError as err:
-            raise Conflict(f"task {task_id} was changed by someone else at the same time; reload it") from err
+                    self._audit(session, event_type, task, principal.username, now, {"task_id": task.id, **data})
+                return _info(task)
         except Forbidden as err:
             self._denied(principal, action, err, where)
             raise
@@ -282,17 +291,17 @@ class TaskService:
     def complete(self, task_id: str, data: dict[str, Any] | None, principal: Principal, *,
                  expected_version: int | None = None) -> TaskInfo:
         """Complete a task with form data; 422 listing each bad field (nothing changes), 409 if it is gone."""
-        with self.database.read() as session:
-            task, version, _ = self._load(session, task_id)
-            if task.status not in OPEN_STATUSES:
-                raise Conflict(f"task {task_id} is already {task.status}", task_status=task.status)
-            try:
-                _require_completer(task, principal)
-            except Forbidden as err:
-                self._denied(principal, "complete", err, _where(task, version))
-                raise
-            values = validate_submission(task.form or {}, data)
-            instance_id = task.instance_id
+        with self.database.query() as connection:
+            task = self._load(connection, task_id)
+        if task.status not in OPEN_STATUSES:
+            raise Conflict(f"task {task_id} is already {task.status}", task_status=task.status)
+        try:
+            _require_completer(task, principal)
+        except Forbidden as err:
+            self._denied(principal, "complete", err, _where(task))
+            raise
+        values = validate_submission(task.form or {}, data)
+        instance_id = task.instance_id
 
         def action(command: Command) -> tuple[HumanTask, int, str | None]:
             # the instance's open tasks, loaded once: this one, and the rows reconcile goes through
@@ -319,7 +328,8 @@ class TaskService:
             return row, command.definition.version, command.instance.business_key
 
         row, version, business_key = self.runner.run(instance_id, action, actor=principal.username, allowed=ACTIVE)
-        return _info(row, version, business_key)  # built after the commit: the row version as stored
+        # built after the commit: the row version as stored
+        return _info(row, definition_version=version, business_key=business_key)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _denied(self, principal: Principal, action: str, error: Forbidden, where: dict[str, Any]) -> None:
@@ -327,21 +337,20 @@ class TaskService:
         record_denied(self.database, self.clock, principal.username, f"task.{action}", error, **where)
 
     @staticmethod
-    def _load(session: Session, task_id: str, *, with_status: bool = False) -> tuple:
-        """(task, definition version, business key), and the instance's status if ``with_status``."""
-        query = _TASK_QUERY_WITH_STATUS if with_status else _task_query()
-        row = session.execute(query.where(HumanTask.id == task_id)).first()
+    def _load(reader: Session | Connection, task_id: str):
+        """The task's row (all its columns, with ``definition_version``, ``business_key`` and
+        ``instance_status``), or NotFound."""
+        row = reader.execute(_TASK_QUERY.where(_TASK_TABLE.c.id == task_id)).first()
         if row is None:
             raise NotFound(f"there is no task {task_id}", task_id=task_id)
-        return tuple(row)
+        return row
 
     @staticmethod
-    def _audit(session: Session, event_type: str, task: HumanTask, version: int, actor: str, now: datetime,
-               data: dict[str, Any]) -> None:
+    def _audit(session: Session, event_type: str, task, actor: str, now: datetime, data: dict[str, Any]) -> None:
         record(session, event_type, actor=actor, timestamp=now, instance_id=task.instance_id,
-               definition_key=task.process_key, definition_version=version, element_id=task.element_id,
-               element_name=task.name, element_type="userTask", group=task.lane or _first(task.candidate_groups),
-               data=data)
+               definition_key=task.process_key, definition_version=task.definition_version,
+               element_id=task.element_id, element_name=task.name, element_type="userTask",
+               group=task.lane or _first(task.candidate_groups), data=data)
 
     def _documentation(self, task: HumanTask) -> str | None:
         if self.engine is None:
@@ -359,22 +368,26 @@ class TaskService:
         return None
 
 
-def _where(task: HumanTask, version: int | None) -> dict[str, Any]:
-    return {"instance_id": task.instance_id, "definition_key": task.process_key, "definition_version": version,
-            "element_id": task.element_id, "task_id": task.id}
+def _where(task) -> dict[str, Any]:
+    return {"instance_id": task.instance_id, "definition_key": task.process_key,
+            "definition_version": task.definition_version, "element_id": task.element_id, "task_id": task.id}
 
 
-_TASK_QUERY = (  # built once: statements are immutable, .where() returns a new one
-    select(HumanTask, ProcessDefinition.version, ProcessInstance.business_key)
-    .join(ProcessInstance, HumanTask.instance_id == ProcessInstance.id)
+_TASK_TABLE = HumanTask.__table__
+_TASK_COLUMNS = frozenset(_TASK_TABLE.c.keys())
+# a task row with what its views need from the instance and definition: one SELECT, Core rows (no ORM
+# objects); built once, since statements are immutable and .where() returns a new one
+_TASK_QUERY = (
+    select(_TASK_TABLE, ProcessDefinition.version.label("definition_version"), ProcessInstance.business_key,
+           ProcessInstance.status.label("instance_status"))
+    .join(ProcessInstance, _TASK_TABLE.c.instance_id == ProcessInstance.id)
     .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
 )
 
-_TASK_QUERY_WITH_STATUS = _TASK_QUERY.add_columns(ProcessInstance.status)  # one SELECT for claim/assign checks
 
-
-def _task_query():
-    return _TASK_QUERY
+class TaskRow(SimpleNamespace):
+    """A task's columns (and its row's extra ones) as plain, changeable attributes: what claim, unclaim
+    and assign change before ``_change`` writes the difference back."""
 
 
 def _order(sort: str) -> list:
@@ -455,7 +468,11 @@ def _first(items: list[str] | None) -> str | None:
     return items[0] if items else None
 
 
-def _info(task: HumanTask, version: int | None, business_key: str | None) -> TaskInfo:
+def _info(task, *, definition_version: int | None = None, business_key: str | None = None) -> TaskInfo:
+    """The view of a task: a row of ``_TASK_QUERY`` (or a ``TaskRow`` of one), or a ``HumanTask`` with
+    its definition version and business key given."""
+    version = getattr(task, "definition_version", definition_version)
+    business_key = getattr(task, "business_key", business_key)
     return TaskInfo(
         id=task.id,
         instance_id=task.instance_id,
