@@ -4,6 +4,7 @@ by the fault suite (tests/test_faults.py)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,17 +113,45 @@ class ServerProcess:
 
 
 def call(base: str, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
-    """One HTTP request; returns (status, JSON body); connection failures are status 0."""
+    """One HTTP request over this thread's kept-alive connection to ``base``, as an integrator's HTTP
+    client keeps one; returns (status, JSON body); connection failures are status 0."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{base}/api/v1{path}", data=data, method=method, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-    except OSError:
-        return 0, {}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for _attempt in range(2):
+        connection, reused = _connection(base)
+        try:
+            connection.request(method, f"/api/v1{path}", body=data, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            _forget(base)
+            if reused and isinstance(error, _STALE_CONNECTION):
+                continue  # the server had closed the idle connection before this request: send it on a new one
+            return 0, {}
+        if response.will_close:
+            _forget(base)
+        return response.status, json.loads(payload or b"{}")
+    return 0, {}
+
+
+_STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+_kept = threading.local()
+
+
+def _connection(base: str) -> tuple[http.client.HTTPConnection, bool]:
+    """This thread's connection to ``base`` and whether it was used before."""
+    connections = _kept.__dict__.setdefault("connections", {})
+    if base in connections:
+        return connections[base], True
+    parts = urllib.parse.urlsplit(base)
+    connections[base] = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    return connections[base], False
+
+
+def _forget(base: str) -> None:
+    connection = _kept.__dict__.get("connections", {}).pop(base, None)
+    if connection is not None:
+        connection.close()
 
 
 @dataclass
