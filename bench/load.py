@@ -2,7 +2,7 @@
 server processes sharing one database; prints cases/s, p50/p99 latency and the scale-out ratio.
 
     .venv/bin/python -m bench.load [--database postgresql+psycopg://postgres@127.0.0.1:5432/test]
-                                   [--clients 8] [--cases 40]
+                                   [--clients 8] [--cases 40] [--threads 4]
 
 Bounded: clients × cases per run, loopback only. On this 2-core machine the clients and PostgreSQL
 share the cores with the servers, so the ratio understates what separate machines would give. The
@@ -100,8 +100,8 @@ class CpuMeter:
 
 
 def run(database_url: str, data_dir: Path, token: str, servers: int, clients: int,
-        cases: int) -> tuple[float, float, float, CpuPerCase]:
-    processes = [ServerProcess(database_url, data_dir).start() for _ in range(servers)]
+        cases: int, threads: int = 4) -> tuple[float, float, float, CpuPerCase]:
+    processes = [ServerProcess(database_url, data_dir, threads=threads).start() for _ in range(servers)]
     try:
         drive([p.url for p in processes], token, clients=clients, cases_per_client=2)  # warm-up
         meter = CpuMeter(database_url, processes)
@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--cases", type=int, default=40, help="cases per client")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="request threads per server process (gthread; 4 as docs/operations.md advises)")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="bpmn-load-"))
     if args.database.startswith("postgresql"):
@@ -133,8 +135,8 @@ def main() -> None:
     else:
         url = f"sqlite:///{data_dir / 'load.db'}"
     token = prepare_database(url, data_dir)
-    one, p50, p99, cpu = run(url, data_dir, token, 1, args.clients, args.cases)
-    two, p50_2, p99_2, _ = run(url, data_dir, token, 2, args.clients, args.cases)
+    one, p50, p99, cpu = run(url, data_dir, token, 1, args.clients, args.cases, args.threads)
+    two, p50_2, p99_2, _ = run(url, data_dir, token, 2, args.clients, args.cases, args.threads)
     backend = "postgresql" if url.startswith("postgresql") else "sqlite"
     cores = os.cpu_count() or 1
     ceiling = cpu.ceiling(cores)
@@ -142,6 +144,7 @@ def main() -> None:
           f"(= min(2, {cores} x {cpu.server:.1f} / ({cpu.server:.1f} + {cpu.postgres:.1f} + {cpu.clients:.1f})))")
     print(f"RESULT load ratio={two / one:.2f} backend={backend} one={one:.1f}/s two={two:.1f}/s "
           f"p50={p50:.0f}ms p99={p99:.0f}ms p50_two={p50_2:.0f}ms p99_two={p99_2:.0f}ms clients={args.clients} "
+          f"threads={args.threads} "
           f"cores={cores} ceiling={ceiling:.2f} efficiency={two / one / ceiling:.2f} server_cpu_ms={cpu.server:.1f} "
           f"postgres_cpu_ms={cpu.postgres:.1f} client_cpu_ms={cpu.clients:.1f}")
 
