@@ -28,7 +28,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import inspect, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
@@ -116,11 +116,38 @@ def is_external_catch(task_spec: Any) -> bool:
 
 
 @dataclass
+class InstanceRow:
+    """A ``process_instance`` row as a command reads and changes it: plain attributes, written back by
+    the runner in one statement (an INSERT for a new instance, else an UPDATE guarded by the row version)."""
+
+    id: str
+    definition_id: int
+    business_key: str | None
+    status: str
+    state: dict[str, Any]
+    row_version: int
+    started_by: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    parent_instance_id: str | None = None
+
+
+_INSTANCE = ProcessInstance.__table__
+_LOCK_INSTANCE = select(_INSTANCE).with_for_update()  # .where(id == …) per command
+_UPDATE_INSTANCE = (
+    _INSTANCE.update()
+    .where(_INSTANCE.c.id == bindparam("instance_id"), _INSTANCE.c.row_version == bindparam("expected"))
+    .values(status=bindparam("status"), state=bindparam("state"), ended_at=bindparam("ended_at"),
+            row_version=bindparam("next_version"))
+)
+
+
+@dataclass
 class Command:
     """What an action sees while it runs: the session, the instance row, its live workflow, who and when."""
 
     session: Session
-    instance: ProcessInstance
+    instance: InstanceRow
     definition: ProcessDefinition
     workflow: BpmnWorkflow
     actor: str
@@ -166,6 +193,7 @@ class CommandRunner:
         self.clock = clock
         self.engine = engine
         self.listeners: list[Callable[[Command], None]] = []  # called after reconcile, before audit
+        self._definitions: dict[int, ProcessDefinition] = {}  # see definition()
         # called after the commit with the messages/signals an instance threw that nothing in it caught
         self.on_thrown: Callable[[Command, list], None] | None = None
 
@@ -187,12 +215,10 @@ class CommandRunner:
             with self.database.transaction() as session:
                 # FOR UPDATE (PostgreSQL): commands on one instance queue up instead of deadlocking on
                 # the projection rows; the row-version check still catches writers that skip the lock.
-                instance = session.scalars(
-                    select(ProcessInstance).where(ProcessInstance.id == instance_id)
-                    .options(WITH_DEFINITION).with_for_update(of=ProcessInstance)
-                ).first()
-                if instance is None:
+                row = session.execute(_LOCK_INSTANCE.where(_INSTANCE.c.id == instance_id)).first()
+                if row is None:
                     raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
+                instance = InstanceRow(**row._mapping)
                 if expected_version is not None and instance.row_version != expected_version:
                     raise PreconditionFailed(
                         f"process instance {instance_id} is at version {instance.row_version}, "
@@ -204,7 +230,7 @@ class CommandRunner:
                         f"process instance {instance_id} is {instance.status}; this is not possible now",
                         status=instance.status, instance_status=instance.status,
                     )
-                definition = instance.definition
+                definition = self.definition(session, instance.definition_id)
                 workflow = self.engine.restore(definition, instance.state, FixedClock(now))
                 command = Command(session, instance, definition, workflow, actor, now)
                 result = action(command)
@@ -248,20 +274,19 @@ class CommandRunner:
 
     def _start(self, definition, actor, business_key, variables, action, now, parent_instance_id) -> Command:
         with self.database.transaction() as session:
-            definition = _in_session(session, definition)
             workflow = self.engine.new_workflow(definition, FixedClock(now))
             workflow.task_tree.data.update(variables)
-            instance = ProcessInstance(
+            instance = InstanceRow(
                 id=new_id(),
                 definition_id=definition.id,
                 business_key=business_key,
                 status=RUNNING,
                 state={},
+                row_version=0,  # not stored yet: _store writes version 1
                 started_by=actor,
                 started_at=now,
                 parent_instance_id=parent_instance_id,
             )
-            session.add(instance)
             command = Command(session, instance, definition, workflow, actor, now, created=True)
             command.audit(events.INSTANCE_STARTED, data={"business_key": business_key, "variables": variables})
             if action is not None:
@@ -296,12 +321,39 @@ class CommandRunner:
         instance.state = self.engine.dump(workflow)
         # the instance row first (its row-version check, and the row the projections refer to), then
         # the projections without intermediate flushes, then one flush before the audit head is locked
-        command.session.flush()
+        self._store(command)
         reconcile(command)
         for listener in self.listeners:
             listener(command)
         command.session.flush()
         record_many(command.session, command.events)  # one chained multi-row INSERT, no ORM objects
+
+    @staticmethod
+    def _store(command: Command) -> None:
+        """Write the instance row: INSERT a new instance, else UPDATE it if it is still at the version
+        this command read (another writer got there first: StaleDataError, a 409 for the caller)."""
+        instance, session = command.instance, command.session
+        with session.no_autoflush:  # the row first: pending rows (an incident) refer to it
+            if command.created:
+                session.execute(_INSTANCE.insert(), {**vars(instance), "row_version": 1})  # shallow (asdict would copy the state)
+                instance.row_version = 1
+                return
+            stored = session.execute(_UPDATE_INSTANCE, {
+                "instance_id": instance.id, "expected": instance.row_version, "status": instance.status,
+                "state": instance.state, "ended_at": instance.ended_at, "next_version": instance.row_version + 1})
+        if stored.rowcount != 1:
+            raise StaleDataError(f"process instance {instance.id} is no longer at version {instance.row_version}")
+        instance.row_version += 1
+
+    def definition(self, session: Session, definition_id: int) -> ProcessDefinition:
+        """A definition by id, read once per process: the columns commands read (id, key, version,
+        owner) never change after the deploy. Detached, without its deployment row."""
+        definition = self._definitions.get(definition_id)
+        if definition is None:
+            definition = session.get(ProcessDefinition, definition_id, options=[lazyload(ProcessDefinition.deployment)])
+            session.expunge(definition)
+            self._definitions[definition_id] = definition
+        return definition
 
     def advance(self, command: Command) -> None:
         """Fire due timers and run engine steps until the instance waits; a failure becomes an incident."""
@@ -345,8 +397,7 @@ class CommandRunner:
                 spec = _failed_spec(command.workflow, element_id)
         if kind == "engine":
             log.warning("engine error in instance %s", command.instance.id, exc_info=err)
-        command.session.flush()  # a new instance's row must exist before its incident
-        incident = Incident(
+        incident = Incident(  # flushed after the instance row is stored (_finish), which its foreign key needs
             instance_id=command.instance.id,
             kind=kind,
             element_id=element_id,
@@ -392,16 +443,6 @@ def record_denied(database: Database, clock: Clock, actor: str, action: str, err
                definition_key=definition_key, definition_version=definition_version, element_id=element_id,
                data={"action": action, "detail": error.detail, "task_id": task_id})
     error.audited = True
-
-
-def _in_session(session: Session, definition: ProcessDefinition) -> ProcessDefinition:
-    """The definition as an object of ``session``. A definition is never changed after its deploy but
-    for ``retired_at``, which a start does not read again, so a clean copy loaded just before serves
-    without a second SELECT; anything else is loaded by id."""
-    state = inspect(definition)
-    if state.detached and state.key is not None and not state.modified:
-        return session.merge(definition, load=False)
-    return session.get(ProcessDefinition, definition.id, options=[lazyload(ProcessDefinition.deployment)])
 
 
 def is_contention(err: OperationalError) -> bool:
