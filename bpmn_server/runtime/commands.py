@@ -160,6 +160,7 @@ class Command:
     thrown: list[Any] = field(default_factory=list)  # messages/signals for other instances
     created: bool = False  # the instance is inserted by this command (no other transaction sees it)
     open_tasks: list | None = None  # the instance's open human_task rows, if the action loaded them already
+    new_tasks: list = field(default_factory=list)  # human_task rows this command created, stored at its end
 
     def audit(self, event_type: str, **fields: Any) -> None:
         """Queue an audit event of this instance; written after the projections, before commit."""
@@ -300,7 +301,7 @@ class CommandRunner:
 
     # -- the steps after an action ------------------------------------------------------------
     def _finish(self, command: Command) -> None:
-        from .projection import reconcile
+        from .projection import insert_new_tasks, reconcile
 
         instance = command.instance
         workflow = command.workflow
@@ -325,6 +326,7 @@ class CommandRunner:
         reconcile(command)
         for listener in self.listeners:
             listener(command)
+        insert_new_tasks(command)
         command.session.flush()
         record_many(command.session, command.events)  # one chained multi-row INSERT, no ORM objects
 

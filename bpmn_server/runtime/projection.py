@@ -134,8 +134,28 @@ def _task_fields(row: HumanTask) -> dict[str, Any]:
     }
 
 
+def insert_new_tasks(command: Command) -> None:
+    """INSERT the rows of the tasks this command created (``create_human_task``), with their candidate
+    group index rows: Core statements, after the listeners have set what they add (a due date)."""
+    if not command.new_tasks:
+        return
+    with command.session.no_autoflush:
+        command.session.execute(_TASKS.insert(), [{name: getattr(row, name) for name in _TASK_COLUMNS}
+                                                  for row in command.new_tasks])
+        groups = [{"task_id": row.id, "group_name": group} for row in command.new_tasks
+                  for group in row.candidate_groups or []]
+        if groups:
+            command.session.execute(_CANDIDATE_GROUPS.insert(), groups)
+
+
+_TASKS = HumanTask.__table__
+_TASK_COLUMNS = tuple(_TASKS.c.keys())
+_CANDIDATE_GROUPS = TaskCandidateGroup.__table__
+
+
 def create_human_task(command: Command, task: Any) -> HumanTask:
-    """Insert the row of a newly READY user/manual task and queue its audit events."""
+    """Make the row of a newly READY user/manual task (``insert_new_tasks`` stores it) and queue its
+    audit events."""
     spec = task.task_spec
     assignment: Assignment = getattr(spec, "assignment", None) or Assignment(lane=getattr(spec, "lane", None))
     fields = [f.as_dict() for f in getattr(spec, "form_fields", [])]
@@ -164,9 +184,8 @@ def create_human_task(command: Command, task: Any) -> HumanTask:
         status=OPEN,
         created_at=command.now,
     )
-    command.session.add(row)
-    for group in groups:
-        command.session.add(TaskCandidateGroup(task_id=row.id, group_name=group))
+    row.row_version = 1
+    command.new_tasks.append(row)  # inserted by insert_new_tasks, after the listeners completed the row
     base = _task_fields(row)
     base["element_type"] = element_type(spec)
     command.audit(events.TASK_CREATED, **base, data={

@@ -178,8 +178,8 @@ def _task_row(command: Command, event: dict[str, Any]) -> HumanTask | None:
     task_id = (event.get("data") or {}).get("task_id")
     if not task_id:
         return None
-    for row in command.session.new:  # created by this command: no autoflush and SELECT to find it again
-        if isinstance(row, HumanTask) and row.id == task_id:
+    for row in command.new_tasks:  # created by this command, not stored yet
+        if row.id == task_id:
             return row
     return command.session.get(HumanTask, task_id)
 

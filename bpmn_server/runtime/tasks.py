@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import String, and_, cast, exists, false, func, or_, select
+from sqlalchemy import String, and_, bindparam, cast, exists, false, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -305,8 +305,7 @@ class TaskService:
 
         def action(command: Command) -> tuple[HumanTask, int, str | None]:
             # the instance's open tasks, loaded once: this one, and the rows reconcile goes through
-            command.open_tasks = command.session.scalars(select(HumanTask).where(
-                HumanTask.instance_id == command.instance.id, HumanTask.status.in_(OPEN_STATUSES))).all()
+            command.open_tasks = command.session.scalars(_OPEN_TASKS, {"instance_id": command.instance.id}).all()
             row = next((t for t in command.open_tasks if t.id == task_id), None)
             if row is None or row.status not in OPEN_STATUSES:
                 raise Conflict(f"task {task_id} was completed or withdrawn meanwhile")
@@ -383,6 +382,10 @@ _TASK_QUERY = (
     .join(ProcessInstance, _TASK_TABLE.c.instance_id == ProcessInstance.id)
     .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
 )
+
+
+_OPEN_TASKS = select(HumanTask).where(HumanTask.instance_id == bindparam("instance_id"),
+                                      HumanTask.status.in_(OPEN_STATUSES))
 
 
 class TaskRow(SimpleNamespace):
