@@ -231,7 +231,7 @@ class CommandRunner:
                         f"process instance {instance_id} is {instance.status}; this is not possible now",
                         status=instance.status, instance_status=instance.status,
                     )
-                definition = self.definition(session, instance.definition_id)
+                definition = self.definition(instance.definition_id)
                 workflow = self.engine.restore(definition, instance.state, FixedClock(now))
                 command = Command(session, instance, definition, workflow, actor, now)
                 result = action(command)
@@ -347,13 +347,17 @@ class CommandRunner:
             raise StaleDataError(f"process instance {instance.id} is no longer at version {instance.row_version}")
         instance.row_version += 1
 
-    def definition(self, session: Session, definition_id: int) -> ProcessDefinition:
-        """A definition by id, read once per process: the columns commands read (id, key, version,
-        owner) never change after the deploy. Detached, without its deployment row."""
+    def definition(self, definition_id: int) -> ProcessDefinition:
+        """A definition by id, read once per process: the columns starts and commands read (key,
+        version, owner, executable, findings) never change after the deploy — whether it is retired
+        does, so callers that care read ``retired_at`` themselves. Detached, without its deployment."""
         definition = self._definitions.get(definition_id)
         if definition is None:
-            definition = session.get(ProcessDefinition, definition_id, options=[lazyload(ProcessDefinition.deployment)])
-            session.expunge(definition)
+            with self.database.read() as session:
+                definition = session.get(ProcessDefinition, definition_id,
+                                         options=[lazyload(ProcessDefinition.deployment)])
+            if definition is None:
+                raise NotFound(f"there is no process definition {definition_id}")
             self._definitions[definition_id] = definition
         return definition
 

@@ -101,12 +101,13 @@ class InstanceService:
                              definition_id: int | None = None) -> ProcessDefinition:
         """The definition to start, or NotFound / NotExecutable saying why it cannot start."""
         if definition_id is not None:
-            definition = self.definitions.get_by_id(definition_id)
+            retired_at = self.definitions.locate_id(definition_id)
         elif key:
-            definition = self.definitions.get(key, version, with_deployment=False)
+            definition_id, retired_at = self.definitions.locate(key, version)
         else:
             raise InvalidInput("say which process to start: a key or a definition id",
                                errors=[{"field": "key", "message": "is required"}])
+        definition = self.runner.definition(definition_id)  # cached: what a start reads never changes
         label = f"process '{definition.key}' version {definition.version}"
         if not definition.executable:
             raise NotExecutable(f"{label} is not executable (isExecutable is not true)")
@@ -114,7 +115,7 @@ class InstanceService:
             errors = [f for f in definition.findings or [] if f.get("severity") == "error"]
             raise NotExecutable(f"{label} has {definition.error_count} error finding(s) and cannot start",
                                 findings=errors)
-        if definition.retired_at is not None:
+        if retired_at is not None:
             raise NotExecutable(f"{label} is retired; start a current version")
         self.engine.specs_for(definition)  # NotExecutable if the engine cannot load it
         return definition
