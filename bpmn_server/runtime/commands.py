@@ -159,7 +159,7 @@ class Command:
     data: dict[str, Any] = field(default_factory=dict)  # what the action wants to hand back
     thrown: list[Any] = field(default_factory=list)  # messages/signals for other instances
     created: bool = False  # the instance is inserted by this command (no other transaction sees it)
-    open_tasks: list | None = None  # the instance's open human_task rows, if the action loaded them already
+    open_tasks: list | None = None  # the instance's open task rows once read (projection.load_open_tasks)
     new_tasks: list = field(default_factory=list)  # human_task rows this command created, stored at its end
 
     def audit(self, event_type: str, **fields: Any) -> None:
@@ -301,7 +301,7 @@ class CommandRunner:
 
     # -- the steps after an action ------------------------------------------------------------
     def _finish(self, command: Command) -> None:
-        from .projection import insert_new_tasks, reconcile
+        from .projection import reconcile, store_tasks
 
         instance = command.instance
         workflow = command.workflow
@@ -326,7 +326,7 @@ class CommandRunner:
         reconcile(command)
         for listener in self.listeners:
             listener(command)
-        insert_new_tasks(command)
+        store_tasks(command)
         command.session.flush()
         record_many(command.session, command.events)  # one chained multi-row INSERT, no ORM objects
 

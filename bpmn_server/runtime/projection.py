@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 from weakref import WeakKeyDictionary
@@ -18,7 +19,10 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEv
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from ..audit import events
 from ..parser.spec import Assignment, parse_datetime_utc, timer_due
@@ -83,8 +87,7 @@ def reconcile_human_tasks(command: Command) -> None:
     ready = {}
     if active:
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
-    rows = command.open_tasks if command.open_tasks is not None else _rows(command, select(HumanTask).where(
-        HumanTask.instance_id == command.instance.id, HumanTask.status.in_(OPEN_STATUSES)))
+    rows = load_open_tasks(command)
     known = {row.spiff_task_id for row in rows}
     for row in rows:
         if row.spiff_task_id in ready or row.status not in OPEN_STATUSES:  # (completed by this command)
@@ -134,27 +137,68 @@ def _task_fields(row: HumanTask) -> dict[str, Any]:
     }
 
 
-def insert_new_tasks(command: Command) -> None:
-    """INSERT the rows of the tasks this command created (``create_human_task``), with their candidate
-    group index rows: Core statements, after the listeners have set what they add (a due date)."""
-    if not command.new_tasks:
+class TaskRow(SimpleNamespace):
+    """A ``human_task`` row (and whatever else its query selected) as plain, changeable attributes;
+    ``store_task`` writes back the columns that changed since it was read."""
+
+
+def task_row(row: Row) -> TaskRow:
+    task = TaskRow(**row._mapping)
+    task._read = {name: getattr(row, name) for name in _TASK_COLUMNS}
+    return task
+
+
+def load_open_tasks(command: Command) -> list[TaskRow]:
+    """The instance's open and claimed task rows, read once per command (``command.open_tasks``);
+    ``store_tasks`` writes back what the command changed in them."""
+    if command.open_tasks is None:
+        rows = [] if command.created else command.session.execute(  # a new instance has none yet
+            _OPEN_TASK_ROWS, {"instance_id": command.instance.id}).all()
+        command.open_tasks = [task_row(row) for row in rows]
+    return command.open_tasks
+
+
+def store_task(session: Session, task: TaskRow) -> None:
+    """UPDATE the columns of ``task`` that changed since it was read, if it is still at the version read
+    (else StaleDataError: someone changed the task meanwhile, a 409 for the caller)."""
+    changed = {name: getattr(task, name) for name in _TASK_COLUMNS if getattr(task, name) != task._read[name]}
+    if not changed:
         return
-    with command.session.no_autoflush:
-        command.session.execute(_TASKS.insert(), [{name: getattr(row, name) for name in _TASK_COLUMNS}
-                                                  for row in command.new_tasks])
+    stored = session.execute(_TASKS.update().where(_TASKS.c.id == task.id, _TASKS.c.row_version == task.row_version)
+                             .values(**changed, row_version=task.row_version + 1))
+    if stored.rowcount != 1:
+        raise StaleDataError(f"task {task.id} is no longer at version {task.row_version}")
+    task.row_version += 1
+    task._read = {name: getattr(task, name) for name in _TASK_COLUMNS}
+
+
+def store_tasks(command: Command) -> None:
+    """Write the command's task rows: INSERT the tasks it created (``create_human_task``) with their
+    candidate-group index rows, UPDATE the open tasks it changed — Core statements, after the
+    listeners have added what they add (a due date, an escalation's outcome)."""
+    session = command.session
+    with session.no_autoflush:
+        for task in command.open_tasks or ():
+            store_task(session, task)
+        if not command.new_tasks:
+            return
+        session.execute(_TASKS.insert(), [{name: getattr(row, name) for name in _TASK_COLUMNS}
+                                          for row in command.new_tasks])
         groups = [{"task_id": row.id, "group_name": group} for row in command.new_tasks
                   for group in row.candidate_groups or []]
         if groups:
-            command.session.execute(_CANDIDATE_GROUPS.insert(), groups)
+            session.execute(_CANDIDATE_GROUPS.insert(), groups)
 
 
 _TASKS = HumanTask.__table__
 _TASK_COLUMNS = tuple(_TASKS.c.keys())
 _CANDIDATE_GROUPS = TaskCandidateGroup.__table__
+_OPEN_TASK_ROWS = select(_TASKS).where(_TASKS.c.instance_id == bindparam("instance_id"),
+                                       _TASKS.c.status.in_(OPEN_STATUSES))
 
 
 def create_human_task(command: Command, task: Any) -> HumanTask:
-    """Make the row of a newly READY user/manual task (``insert_new_tasks`` stores it) and queue its
+    """Make the row of a newly READY user/manual task (``store_tasks`` stores it) and queue its
     audit events."""
     spec = task.task_spec
     assignment: Assignment = getattr(spec, "assignment", None) or Assignment(lane=getattr(spec, "lane", None))
@@ -185,7 +229,7 @@ def create_human_task(command: Command, task: Any) -> HumanTask:
         created_at=command.now,
     )
     row.row_version = 1
-    command.new_tasks.append(row)  # inserted by insert_new_tasks, after the listeners completed the row
+    command.new_tasks.append(row)  # inserted by store_tasks, after the listeners completed the row
     base = _task_fields(row)
     base["element_type"] = element_type(spec)
     command.audit(events.TASK_CREATED, **base, data={

@@ -28,6 +28,7 @@ from ..parser.spec import timer_due
 from ..store.models import HumanTask
 from . import outbox
 from .commands import Command, event_definition_of
+from .projection import OPEN_STATUSES, load_open_tasks
 
 _CATCH_EVENTS = frozenset({events.TIMER_FIRED, events.ELEMENT_COMPLETED, events.MESSAGE_RECEIVED,
                            events.SIGNAL_RECEIVED})
@@ -138,9 +139,8 @@ class PeopleListener:
     def _remind(self, command: Command, boundary: Any) -> None:
         """A non-interrupting timer on an open human task fired: remind its people."""
         attached = _attached_element(command, boundary)
-        rows = command.session.query(HumanTask).filter(
-            HumanTask.instance_id == command.instance.id, HumanTask.element_id == attached,
-            HumanTask.status.in_(("open", "claimed"))).all()
+        rows = [row for row in load_open_tasks(command)  # as this command left them (not yet stored)
+                if row.element_id == attached and row.status in OPEN_STATUSES]
         for row in rows:
             outbox.enqueue(command.session, outbox.TASK_REMINDER, recipients=task_recipients(row),
                            payload=task_payload(command, row, reminder=boundary.bpmn_name or boundary.bpmn_id),
@@ -178,7 +178,7 @@ def _task_row(command: Command, event: dict[str, Any]) -> HumanTask | None:
     task_id = (event.get("data") or {}).get("task_id")
     if not task_id:
         return None
-    for row in command.new_tasks:  # created by this command, not stored yet
+    for row in (*command.new_tasks, *(command.open_tasks or ())):  # what this command created or read
         if row.id == task_id:
             return row
     return command.session.get(HumanTask, task_id)

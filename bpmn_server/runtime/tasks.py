@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
-from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import String, and_, bindparam, cast, exists, false, func, or_, select
+from sqlalchemy import String, and_, cast, exists, false, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -42,7 +41,16 @@ from ..store.models import (
 )
 from .commands import ACTIVE, WITH_DEFINITION, Command, CommandRunner, is_contention, record_denied
 from .forms import validate_submission
-from .projection import CLAIMED, OPEN, OPEN_STATUSES, TASK_CANCELLED, TASK_COMPLETED
+from .projection import (
+    CLAIMED,
+    OPEN,
+    OPEN_STATUSES,
+    TASK_CANCELLED,
+    TASK_COMPLETED,
+    load_open_tasks,
+    store_task,
+    task_row,
+)
 from .reminders import notify_task_assigned
 from .views import CommentInfo, Page, TaskInfo
 
@@ -252,33 +260,26 @@ class TaskService:
         """Run ``change(session, task, now)`` on a copy of the task's row and write what it changed back
         in one UPDATE guarded by the row version (a concurrent change: 409), then its audit events."""
         from sqlalchemy.exc import OperationalError
+        from sqlalchemy.orm.exc import StaleDataError
 
         where: dict[str, Any] = {}
         try:
             with self.database.transaction() as session:
-                row = self._load(session, task_id)
-                task = TaskRow(**row._mapping)
+                task = task_row(self._load(session, task_id))
                 where = _where(task)
-                _require_open(task, row.instance_status)
+                _require_open(task, task.instance_status)
                 if expected_version is not None and task.row_version != expected_version:
                     raise PreconditionFailed(f"task {task_id} is at version {task.row_version}, not "
                                              f"{expected_version}: someone changed it first",
                                              row_version=task.row_version)
                 now = self.clock.now()
                 happened = change(session, task, now)
-                changed = {name: value for name, value in vars(task).items()
-                           if name in _TASK_COLUMNS and value != getattr(row, name)}
-                if changed:  # before the audit head is locked (lock order: the task row, then the head)
-                    stored = session.execute(
-                        _TASK_TABLE.update().where(_TASK_TABLE.c.id == task.id,
-                                                   _TASK_TABLE.c.row_version == task.row_version)
-                        .values(**changed, row_version=task.row_version + 1))
-                    if stored.rowcount != 1:
-                        raise Conflict(f"task {task_id} was changed by someone else at the same time; reload it")
-                    task.row_version += 1
+                store_task(session, task)  # before the audit head is locked (lock order: the task row, then the head)
                 for event_type, data in happened:
                     self._audit(session, event_type, task, principal.username, now, {"task_id": task.id, **data})
                 return _info(task)
+        except StaleDataError as err:
+            raise Conflict(f"task {task_id} was changed by someone else at the same time; reload it") from err
         except Forbidden as err:
             self._denied(principal, action, err, where)
             raise
@@ -305,8 +306,7 @@ class TaskService:
 
         def action(command: Command) -> tuple[HumanTask, int, str | None]:
             # the instance's open tasks, loaded once: this one, and the rows reconcile goes through
-            command.open_tasks = command.session.scalars(_OPEN_TASKS, {"instance_id": command.instance.id}).all()
-            row = next((t for t in command.open_tasks if t.id == task_id), None)
+            row = next((t for t in load_open_tasks(command) if t.id == task_id), None)
             if row is None or row.status not in OPEN_STATUSES:
                 raise Conflict(f"task {task_id} was completed or withdrawn meanwhile")
             if expected_version is not None and row.row_version != expected_version:
@@ -373,7 +373,6 @@ def _where(task) -> dict[str, Any]:
 
 
 _TASK_TABLE = HumanTask.__table__
-_TASK_COLUMNS = frozenset(_TASK_TABLE.c.keys())
 # a task row with what its views need from the instance and definition: one SELECT, Core rows (no ORM
 # objects); built once, since statements are immutable and .where() returns a new one
 _TASK_QUERY = (
@@ -382,15 +381,6 @@ _TASK_QUERY = (
     .join(ProcessInstance, _TASK_TABLE.c.instance_id == ProcessInstance.id)
     .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
 )
-
-
-_OPEN_TASKS = select(HumanTask).where(HumanTask.instance_id == bindparam("instance_id"),
-                                      HumanTask.status.in_(OPEN_STATUSES))
-
-
-class TaskRow(SimpleNamespace):
-    """A task's columns (and its row's extra ones) as plain, changeable attributes: what claim, unclaim
-    and assign change before ``_change`` writes the difference back."""
 
 
 def _order(sort: str) -> list:
