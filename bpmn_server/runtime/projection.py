@@ -139,7 +139,8 @@ def _task_fields(row: HumanTask) -> dict[str, Any]:
 
 class TaskRow(SimpleNamespace):
     """A ``human_task`` row (and whatever else its query selected) as plain, changeable attributes;
-    ``store_task`` writes back the columns that changed since it was read."""
+    ``store_task`` writes back the columns that changed since it was read. Change a column by
+    assigning it: a list or dict changed in place would not be seen as changed."""
 
 
 def task_row(row: Row) -> TaskRow:
