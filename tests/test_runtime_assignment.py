@@ -91,3 +91,20 @@ def test_assignment_from_camunda_attributes_resources_and_lanes(services, clock)
     completed = services.tasks.complete(camunda.id, {}, alice)
     assert completed.status == "completed"
     assert services.instances.variables(instance.id)[0]["reviewed_on"] == "2026-01-01"
+
+
+def test_task_list_filters_take_wildcards_literally(services):
+    services.definitions.deploy(ASSIGNMENTS, "assigned.bpmn", "admin")
+    services.instances.start("assigned", principal=CLERK, variables={"requester": "alice", "team": "legal", "urgency": 7})
+
+    def listed(principal=ADMIN, **filters) -> list[str]:
+        return sorted(t.element_id for t in services.tasks.list(principal, **filters).items)
+
+    assert listed(scope="all", name="TASK") == ["camunda_task"]
+    assert listed(scope="all", name="_") == [] and listed(scope="all", name="%") == []
+    assert listed(scope="all", candidate_group="accounting") == ["owners"]
+    assert listed(scope="all", process_key="assigned", assignee="dave") == ["performer"]
+    carol = CLERK.__class__("carol", frozenset())
+    assert listed(carol, scope="claimable") == ["owners"]
+    for lookalike in ("c_rol", "c%", "carol%"):  # a LIKE wildcard in a username must not match carol
+        assert "owners" not in listed(CLERK.__class__(lookalike, frozenset()), scope="claimable"), lookalike

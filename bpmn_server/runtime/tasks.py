@@ -15,13 +15,14 @@ Who may do what (the services decide; the API and web pages only pass the princi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import String, and_, cast, exists, false, func, or_, select
+from sqlalchemy import Select, String, and_, bindparam, cast, exists, false, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -106,57 +107,27 @@ class TaskService:
                 {"field": "status", "message": f"must be one of {', '.join(TASK_STATUSES)}"}])
         if scope == "all" and not principal.is_admin:
             raise Forbidden("only administrators may list every task")
-        conditions = [HumanTask.status == status] if status else [HumanTask.status.in_(OPEN_STATUSES)]
-        mine = HumanTask.assignee == principal.username
-        claimable = and_(HumanTask.assignee.is_(None), HumanTask.status == OPEN, _candidate_clause(principal))
-        if scope == "mine":
-            conditions.append(mine)
-        elif scope == "claimable":
-            conditions.append(claimable)
-        elif scope is None and status not in (TASK_COMPLETED, TASK_CANCELLED):
-            conditions.append(or_(mine, claimable))
-        elif scope is None:
-            conditions.append(or_(mine, HumanTask.completed_by == principal.username,
-                                  HumanTask.claimed_by == principal.username, _candidate_clause(principal)))
-        now = self.clock.now()
-        if process_key is not None:
-            conditions.append(HumanTask.process_key == process_key)
-        if instance_id is not None:
-            conditions.append(HumanTask.instance_id == instance_id)
-        if name:
-            conditions.append(func.lower(HumanTask.name).contains(name.lower(), autoescape=True))
-        if priority is not None:
-            conditions.append(HumanTask.priority == priority)
-        if min_priority is not None:
-            conditions.append(HumanTask.priority >= min_priority)
-        if due_before is not None:
-            conditions.append(HumanTask.due_at < due_before)
-        if due_after is not None:
-            conditions.append(HumanTask.due_at >= due_after)
-        if overdue is True:
-            conditions.append(HumanTask.due_at < now)
-        elif overdue is False:
-            conditions.append(or_(HumanTask.due_at.is_(None), HumanTask.due_at >= now))
-        if created_before is not None:
-            conditions.append(HumanTask.created_at < created_before)
-        if created_after is not None:
-            conditions.append(HumanTask.created_at >= created_after)
-        if candidate_group is not None:
-            conditions.append(exists().where(TaskCandidateGroup.task_id == HumanTask.id,
-                                             TaskCandidateGroup.group_name == candidate_group))
-        if assignee is not None:
-            conditions.append(HumanTask.assignee == assignee)
-        order = _order(sort)
-        query = _TASK_QUERY.where(*conditions)
+        values = {"process_key": process_key, "instance_id": instance_id, "priority": priority,
+                  "min_priority": min_priority, "due_before": due_before, "due_after": due_after,
+                  "created_before": created_before, "created_after": created_after,
+                  "candidate_group": candidate_group, "assignee": assignee,
+                  "name": f"%{_like_escaped(name.lower())}%" if name else None}
+        filters = {key: value for key, value in values.items() if value is not None}
+        if overdue is not None:
+            filters["overdue" if overdue else "not_overdue"] = True
+        page, count = _list_statements(scope, status, bool(principal.groups), frozenset(filters), sort)
+        params = {**filters, "now": self.clock.now(), "status": status, "username": principal.username,
+                  "groups": sorted(principal.groups),
+                  "candidate_user": f"%{_like_escaped(json.dumps(principal.username))}%",
+                  "offset": offset, "limit": limit}
         with self.database.query() as connection:
             # the total rides along on every row (a window count): one query for page and total,
             # unless the page is past the end and has no row to carry it
-            rows = connection.execute(query.add_columns(func.count().over().label("total")).order_by(*order)
-                                      .offset(offset).limit(limit)).all()
+            rows = connection.execute(page, params).all()
             if rows:
                 total = rows[0].total
             elif offset:
-                total = connection.execute(select(func.count()).select_from(query.subquery())).scalar() or 0
+                total = connection.execute(count, params).scalar() or 0
             else:
                 total = 0
         return Page([_info(row) for row in rows], total, offset, limit)
@@ -393,28 +364,69 @@ def _order(sort: str) -> list:
     return [column.desc() if descending else column.asc(), HumanTask.created_at, HumanTask.id]
 
 
-def _json_list_contains(column, value: str):
-    """``value`` is in a JSON list column (portable: the list's JSON text contains the quoted value)."""
-    import json
+@lru_cache(maxsize=512)  # one pair per filter shape; the values are bound parameters
+def _list_statements(scope: str | None, status: str | None, has_groups: bool, filters: frozenset[str],
+                     sort: str) -> tuple[Select, Select]:
+    """The task-list query for one shape of request: its page (with the total as a window count) and
+    its count. Parameters: the filters' values by name, ``now``, ``status``, ``username``, ``groups``,
+    ``candidate_user`` (a LIKE pattern of the JSON-quoted username), ``offset`` and ``limit``."""
+    conditions = [HumanTask.status == bindparam("status")] if status else [HumanTask.status.in_(OPEN_STATUSES)]
+    username = bindparam("username")
+    mine = HumanTask.assignee == username
+    candidate = _candidate_condition(has_groups)
+    claimable = and_(HumanTask.assignee.is_(None), HumanTask.status == OPEN, candidate)
+    if scope == "mine":
+        conditions.append(mine)
+    elif scope == "claimable":
+        conditions.append(claimable)
+    elif scope is None and status not in (TASK_COMPLETED, TASK_CANCELLED):
+        conditions.append(or_(mine, claimable))
+    elif scope is None:
+        conditions.append(or_(mine, HumanTask.completed_by == username, HumanTask.claimed_by == username, candidate))
+    conditions += [_FILTERS[name]() for name in sorted(filters)]
+    query = _TASK_QUERY.where(*conditions)
+    page = (query.add_columns(func.count().over().label("total")).order_by(*_order(sort))
+            .offset(bindparam("offset")).limit(bindparam("limit")))
+    return page, select(func.count()).select_from(query.subquery())
 
-    needle = json.dumps(value)
-    return cast(column, String).contains(needle, autoescape=True)
+
+_FILTERS = {  # filter name -> its condition, the value bound by the same name
+    "process_key": lambda: HumanTask.process_key == bindparam("process_key"),
+    "instance_id": lambda: HumanTask.instance_id == bindparam("instance_id"),
+    "name": lambda: func.lower(HumanTask.name).like(bindparam("name"), escape="/"),
+    "priority": lambda: HumanTask.priority == bindparam("priority"),
+    "min_priority": lambda: HumanTask.priority >= bindparam("min_priority"),
+    "due_before": lambda: HumanTask.due_at < bindparam("due_before"),
+    "due_after": lambda: HumanTask.due_at >= bindparam("due_after"),
+    "overdue": lambda: HumanTask.due_at < bindparam("now"),
+    "not_overdue": lambda: or_(HumanTask.due_at.is_(None), HumanTask.due_at >= bindparam("now")),
+    "created_before": lambda: HumanTask.created_at < bindparam("created_before"),
+    "created_after": lambda: HumanTask.created_at >= bindparam("created_after"),
+    "candidate_group": lambda: exists().where(TaskCandidateGroup.task_id == HumanTask.id,
+                                              TaskCandidateGroup.group_name == bindparam("candidate_group")),
+    "assignee": lambda: HumanTask.assignee == bindparam("assignee"),
+}
 
 
-def _candidate_clause(principal: Principal):
-    """SQL: the principal is a candidate, or the task has no candidates at all (open to everyone)."""
-    return _candidate_clause_for(principal.username, tuple(sorted(principal.groups)))
-
-
-@lru_cache(maxsize=512)  # built once per user and groups: statements are immutable
-def _candidate_clause_for(username: str, groups: tuple[str, ...]):
+def _candidate_condition(has_groups: bool):
+    """SQL: the principal (``username``, ``groups``) is a candidate, or the task has no candidates at
+    all (open to everyone). Candidate users are a JSON list; the principal is in it when its text
+    contains the JSON-quoted username (``candidate_user``)."""
     in_group = exists().where(TaskCandidateGroup.task_id == HumanTask.id,
-                              TaskCandidateGroup.group_name.in_(groups)) if groups else false()
+                              TaskCandidateGroup.group_name.in_(bindparam("groups", expanding=True))) \
+        if has_groups else false()
     no_candidates = and_(
         ~exists().where(TaskCandidateGroup.task_id == HumanTask.id),
         or_(cast(HumanTask.candidate_users, String) == "[]", HumanTask.candidate_users.is_(None)),
     )
-    return or_(in_group, _json_list_contains(HumanTask.candidate_users, username), no_candidates)
+    named = cast(HumanTask.candidate_users, String).like(bindparam("candidate_user"), escape="/")
+    return or_(in_group, named, no_candidates)
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` for a LIKE pattern with escape character ``/`` (as SQLAlchemy's autoescape): its
+    wildcards match literally."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def _is_candidate(task: HumanTask, principal: Principal) -> bool:
