@@ -336,8 +336,8 @@ class CommandRunner:
         this command read (another writer got there first: StaleDataError, a 409 for the caller)."""
         instance, session = command.instance, command.session
         with session.no_autoflush:  # the row first: pending rows (an incident) refer to it
-            if command.created:
-                session.execute(_INSTANCE.insert(), {**vars(instance), "row_version": 1})  # shallow (asdict would copy the state)
+            if command.created:  # vars(), not asdict(): asdict would deep-copy the state
+                session.execute(_INSTANCE.insert(), {**vars(instance), "row_version": 1})
                 instance.row_version = 1
                 return
             stored = session.execute(_UPDATE_INSTANCE, {
