@@ -18,7 +18,7 @@ from bpmn_server.store.rate_limits import Limit, RateLimiter, bucket
 
 from .models import linear_process
 from .test_deploy_versions import _race as race
-from .web_support import create_people, fast_password_hashing, sign_in
+from .web_support import create_people, fast_password_hashing, page_token, sign_in
 
 LIMIT = 3
 PROBLEM = "application/problem+json"
@@ -213,3 +213,35 @@ def test_overlong_bucket_values_are_hashed_to_fit(database, clock):
     assert len(key) <= 255 and key.startswith("login:user:sha256:")
     assert bucket("login:user", "alice") == "login:user:alice"
     assert RateLimiter(database, clock).hit((key, PER_MINUTE))[0].hits == 1
+
+
+def test_page_uploads_and_modeler_saves_share_the_users_limit(client, app, services, model, monkeypatch):
+    fast_password_hashing(monkeypatch)
+    create_people(services)
+    sign_in(client, "clerk")
+    token = page_token(client, "/processes/upload")
+
+    def upload(label: str):
+        return client.post("/processes/upload", content_type="multipart/form-data", data={
+            "file": (io.BytesIO(linear_process("paged", label=label)), "paged.bpmn"), "csrf_token": token})
+
+    def modeler_save(label: str):
+        return client.post("/modeler/save", json={"xml": linear_process("paged", label=label).decode()},
+                           headers={"X-CSRF-Token": token})
+
+    assert client.get(SOP).status_code == 200  # an API call on the session: the same budget
+    assert upload("one").status_code == 201
+    assert modeler_save("two").status_code == 201
+    deployments = _count(services, Deployment.id)
+
+    refused = upload("three")
+    assert refused.status_code == 429 and refused.mimetype == "text/html"
+    assert refused.headers["Retry-After"] == "60" and "rate_limit_expensive_per_minute" in refused.get_data(as_text=True)
+    saved = modeler_save("four")
+    assert saved.status_code == 429 and saved.headers["Retry-After"] == "60"
+    assert saved.get_json()["retry_after"] == 60 and "try again in 60 s" in saved.get_json()["detail"]
+    assert _count(services, Deployment.id) == deployments  # nothing was deployed
+    manager = app.test_client()
+    sign_in(manager, "manager")
+    assert manager.post("/modeler/save", json={"xml": linear_process("paged", label="five").decode()},
+                        headers={"X-CSRF-Token": page_token(manager, "/modeler")}).status_code == 201

@@ -6,7 +6,6 @@ in the database (``store.rate_limits``), so every process and node shares the co
 from __future__ import annotations
 
 import functools
-from datetime import timedelta
 
 from flask import Response, current_app, request
 from flask_smorest import Blueprint
@@ -14,13 +13,12 @@ from flask_smorest import Blueprint
 from ..errors import RateLimited
 from ..identity import Principal
 from ..identity.service import hash_token
-from ..store.rate_limits import Limit, RateLimiter, bucket
+from ..store.rate_limits import RateLimiter, bucket, expensive_requests, expensive_user_bucket
 from .auth import current_principal, services
 from .problems import PROBLEM_MEDIA_TYPE, from_domain_error
 from .schemas import ProblemSchema
 
 LIMITER = "bpmn_server_rate_limiter"
-EXPENSIVE_WINDOW = timedelta(minutes=1)
 _RETRY_AFTER_DOC = {"Retry-After": {"description": "seconds until the limit lets the caller in again",
                                     "schema": {"type": "integer", "minimum": 1}}}
 
@@ -54,10 +52,7 @@ def expensive(blp: Blueprint):
 
 def count_expensive_request(principal: Principal) -> None:
     """Count one expensive request of this caller; ``RateLimited`` when its limit is reached."""
-    per_minute = services().settings.rate_limit_expensive_per_minute
-    limit = Limit(per_minute, EXPENSIVE_WINDOW, what="expensive requests (uploads, audit exports and "
-                  "verification, SOP exports) per token", setting="rate_limit_expensive_per_minute")
-    limiter().hit((caller_bucket(principal), limit))
+    limiter().hit((caller_bucket(principal), expensive_requests(services().settings.rate_limit_expensive_per_minute)))
 
 
 def caller_bucket(principal: Principal) -> str:
@@ -65,7 +60,7 @@ def caller_bucket(principal: Principal) -> str:
     header = request.headers.get("Authorization", "")
     if header:  # current_principal() has accepted it: "Bearer <token>"
         return bucket("api-expensive:token", hash_token(header.partition(" ")[2].strip()))
-    return bucket("api-expensive:user", principal.username)
+    return expensive_user_bucket(principal.username)
 
 
 def _too_many_requests(error: RateLimited) -> Response:

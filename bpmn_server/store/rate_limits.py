@@ -67,6 +67,21 @@ class Hit:
     resets_at: datetime
 
 
+EXPENSIVE_WINDOW = timedelta(minutes=1)
+
+
+def expensive_requests(per_minute: int) -> Limit:
+    """The limit on expensive requests (uploads, audit exports and verification, SOP exports) of one
+    caller: ``rate_limit_expensive_per_minute``, over the API and the web pages alike."""
+    return Limit(per_minute, EXPENSIVE_WINDOW, what="expensive requests (uploads, audit exports and verification, "
+                 "SOP exports) per token", setting="rate_limit_expensive_per_minute")
+
+
+def expensive_user_bucket(username: str) -> str:
+    """The bucket of a signed-in browser user's expensive requests (API calls on the session and page uploads)."""
+    return bucket("api-expensive:user", username)
+
+
 def bucket(kind: str, value: str) -> str:
     """The bucket key of one caller of one limit (``login:user:alice``); a value too long for the
     column (a username typed into the sign-in form can be anything) is replaced by its SHA-256."""

@@ -7,8 +7,9 @@ import re
 
 from flask import jsonify, request, url_for
 
-from ..errors import InvalidDocument, InvalidInput
+from ..errors import InvalidDocument, InvalidInput, RateLimited
 from .pages import bp, principal, render, services
+from .security import count_expensive_page
 
 _FILE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -28,6 +29,11 @@ def modeler_save():
     if not isinstance(body, dict) or not isinstance(body.get("xml"), str) or not body["xml"].strip():
         return jsonify(detail="send a JSON object with the diagram as 'xml'"), 400
     name = _file_name(body.get("name"))
+    try:
+        count_expensive_page(principal().username)
+    except RateLimited as error:
+        retry_after = error.extra["retry_after"]
+        return jsonify(detail=error.detail, retry_after=retry_after), error.status, {"Retry-After": str(retry_after)}
     try:
         result = services().definitions.deploy(body["xml"].encode("utf-8"), name, principal().username)
     except InvalidDocument as error:

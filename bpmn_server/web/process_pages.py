@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import Response, flash, redirect, request, url_for
 
-from ..errors import Forbidden, InvalidDocument, InvalidInput
+from ..errors import Forbidden, InvalidDocument, InvalidInput, RateLimited
 from .pages import bp, has_service, principal, render, services
+from .security import count_expensive_page
 
 CATALOGUE_PAGE = 500
 
@@ -120,6 +121,11 @@ def upload():
     if upload_file is None or not upload_file.filename:
         return render("upload.html", 422, error="Choose a BPMN file to upload.")
     data = upload_file.read()
+    try:
+        count_expensive_page(principal().username)
+    except RateLimited as error:
+        page, status = render("upload.html", error.status, error=error.detail)
+        return page, status, {"Retry-After": str(error.extra["retry_after"])}
     try:
         result = services().definitions.deploy(data, upload_file.filename, principal().username)
     except InvalidDocument as error:

@@ -13,11 +13,11 @@ import secrets
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, request, session
+from flask import Flask, abort, current_app, g, request, session
 
 from ..errors import NotFound, Unauthenticated
 from ..identity.principal import Principal
-from ..store.rate_limits import Hit, Limit, RateLimiter, bucket
+from ..store.rate_limits import Hit, Limit, RateLimiter, bucket, expensive_requests, expensive_user_bucket
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -146,6 +146,14 @@ def _security_headers(response):
     if session.get("username") and not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")  # pages of a signed-in user: never cached
     return response
+
+
+def count_expensive_page(username: str) -> None:
+    """Count an upload or a modeler save against the user's limit of expensive requests — the same
+    budget as the user's expensive API calls on the session; ``RateLimited`` once it is used up."""
+    settings = current_app.extensions["bpmn_server"].settings
+    current_app.extensions[LIMITER].hit(
+        (expensive_user_bucket(username), expensive_requests(settings.rate_limit_expensive_per_minute)))
 
 
 def init_app(app: Flask) -> None:
