@@ -33,9 +33,7 @@ def deploy_command(paths: tuple[Path, ...], actor: str, output_format: str) -> N
     """Deploy BPMN files (or every BPMN file in a folder) as new process versions."""
     from . import load_services
 
-    files = list(dict.fromkeys(bpmn_files(paths)))
-    if not files:
-        raise click.UsageError("no BPMN files (*.bpmn, *.bpmn2, BPMN *.xml) found in the given paths")
+    files = bpmn_files(paths)
     services = load_services()
     reports = [_deploy_one(services, path, actor) for path in files]
     if output_format == "json":

@@ -24,8 +24,16 @@ BPMN_SUFFIXES = (".bpmn", ".bpmn2", ".xml")
 _SNIFF_BYTES = 64 * 1024
 
 
-def bpmn_files(paths: tuple[Path, ...]) -> Iterator[Path]:
-    """The files to validate: named files as given; in folders, BPMN files found recursively."""
+def bpmn_files(paths: tuple[Path, ...]) -> list[Path]:
+    """The files to validate or deploy, each once: named files as given; in folders, BPMN files found
+    recursively. None at all is a usage error."""
+    files = list(dict.fromkeys(_bpmn_files(paths)))
+    if not files:
+        raise click.UsageError("no BPMN files (*.bpmn, *.bpmn2, BPMN *.xml) found in the given paths")
+    return files
+
+
+def _bpmn_files(paths: tuple[Path, ...]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
             for candidate in sorted(path.rglob("*")):
@@ -126,9 +134,7 @@ def validate_command(
 
     Exit status: 0 no errors, 1 errors (or warnings with --strict), 2 usage error.
     """
-    files = list(dict.fromkeys(bpmn_files(paths)))
-    if not files:
-        raise click.UsageError("no BPMN files (*.bpmn, *.bpmn2, BPMN *.xml) found in the given paths")
+    files = bpmn_files(paths)
     limits = file_limits()
     results = [(path, validate_file(path, engine, limits)) for path in files]
     all_findings = [finding for _, findings in results for finding in findings]
