@@ -185,8 +185,7 @@ class Definitions(MethodView):
     def get(self, query):
         """List process definitions (filter by key, latest versions only, executable; paginated)."""
         current_principal()
-        page = services().definitions.list_definitions(**query)
-        return {"items": page.items, "total": page.total, "offset": page.offset, "limit": page.limit}
+        return services().definitions.list_definitions(**query)  # the schema reads the Page
 
 
 @blp.route("/process-definitions/<key>")

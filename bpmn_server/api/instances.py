@@ -160,8 +160,7 @@ class Instances(MethodView):
     def get(self, query):
         """List instances, newest first (filter by process, version, status, business key, starter, start time)."""
         current_principal()
-        page = services().instances.list(**query)
-        return {"items": page.items, "total": page.total, "offset": page.offset, "limit": page.limit}
+        return services().instances.list(**query)  # the schema reads the Page
 
 
 @blp.route("/process-instances/<instance_id>")

@@ -123,8 +123,7 @@ class Tasks(MethodView):
     def get(self, query):
         """The caller's task list: assigned to them and claimable through their groups (filtered, sorted)."""
         principal = current_principal()
-        page = services().tasks.list(principal, **query)
-        return {"items": page.items, "total": page.total, "offset": page.offset, "limit": page.limit}
+        return services().tasks.list(principal, **query)  # the schema reads the Page
 
 
 @blp.route("/tasks/<task_id>")
