@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..audit import events
-from ..audit.chain import record
+from ..audit.chain import record, record_many
 from ..clock import Clock
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..identity.principal import Principal
@@ -143,25 +143,15 @@ class DefinitionService:
             session.add(definition)
             session.flush()
             definitions.append(definition)
-            record(
-                session,
-                events.MODEL_DEPLOYED,
-                actor=deployed_by,
-                timestamp=now,
-                definition_key=definition.key,
-                definition_version=definition.version,
-                data={"deployment": deployment.id, "file": name, "sha256": deployment.sha256,
-                      "errors": definition.error_count},
-            )
-            record(
-                session,
-                events.SOP_PUBLISHED,
-                actor=deployed_by,
-                timestamp=now,
-                definition_key=definition.key,
-                definition_version=definition.version,
-                data={"sop": f"/sop/{definition.key}/v/{definition.version}"},
-            )
+            common = {"actor": deployed_by, "timestamp": now, "definition_key": definition.key,
+                      "definition_version": definition.version}
+            record_many(session, [  # one chained INSERT for both
+                {"event_type": events.MODEL_DEPLOYED, **common,
+                 "data": {"deployment": deployment.id, "file": name, "sha256": deployment.sha256,
+                          "errors": definition.error_count}},
+                {"event_type": events.SOP_PUBLISHED, **common,
+                 "data": {"sop": f"/sop/{definition.key}/v/{definition.version}"}},
+            ])
         return DeploymentResult(deployment, definitions, findings, created=True)
 
     # -- queries -------------------------------------------------------------------------------
