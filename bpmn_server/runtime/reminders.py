@@ -175,13 +175,11 @@ def escalation_reason(boundary: Any) -> str:
 
 
 def _task_row(command: Command, event: dict[str, Any]) -> HumanTask | None:
+    """The row of the task an event is about. Task events in a command come from reconcile, about the
+    tasks it created (``command.new_tasks``) or the open tasks it read (``command.open_tasks``), so the
+    row is always one of those, as this command left it (not stored yet)."""
     task_id = (event.get("data") or {}).get("task_id")
-    if not task_id:
-        return None
-    for row in (*command.new_tasks, *(command.open_tasks or ())):  # what this command created or read
-        if row.id == task_id:
-            return row
-    return command.session.get(HumanTask, task_id)
+    return next((row for row in (*command.new_tasks, *(command.open_tasks or ())) if row.id == task_id), None)
 
 
 def _within(command: Command, row: HumanTask, element_id: str) -> bool:
