@@ -28,7 +28,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
@@ -134,12 +134,16 @@ class InstanceRow:
 
 _INSTANCE = ProcessInstance.__table__
 _LOCK_INSTANCE = select(_INSTANCE).with_for_update()  # .where(id == …) per command
-_UPDATE_INSTANCE = (
-    _INSTANCE.update()
-    .where(_INSTANCE.c.id == bindparam("instance_id"), _INSTANCE.c.row_version == bindparam("expected"))
-    .values(status=bindparam("status"), state=bindparam("state"), ended_at=bindparam("ended_at"),
-            row_version=bindparam("next_version"))
-)
+
+
+def update_versioned(session: Session, table, row_id: str, version: int, values: dict[str, Any]) -> int:
+    """UPDATE ``values`` of the row ``row_id`` if it is still at ``version``, moving it to the next version,
+    which is returned; a row someone else changed first raises StaleDataError (a 409 for the caller)."""
+    stored = session.execute(table.update().where(table.c.id == row_id, table.c.row_version == version)
+                             .values(**values, row_version=version + 1))
+    if stored.rowcount != 1:
+        raise StaleDataError(f"{table.name} {row_id} is no longer at version {version}")
+    return version + 1
 
 
 @dataclass
@@ -340,12 +344,8 @@ class CommandRunner:
                 session.execute(_INSTANCE.insert(), {**vars(instance), "row_version": 1})
                 instance.row_version = 1
                 return
-            stored = session.execute(_UPDATE_INSTANCE, {
-                "instance_id": instance.id, "expected": instance.row_version, "status": instance.status,
-                "state": instance.state, "ended_at": instance.ended_at, "next_version": instance.row_version + 1})
-        if stored.rowcount != 1:
-            raise StaleDataError(f"process instance {instance.id} is no longer at version {instance.row_version}")
-        instance.row_version += 1
+            instance.row_version = update_versioned(session, _INSTANCE, instance.id, instance.row_version, {
+                "status": instance.status, "state": instance.state, "ended_at": instance.ended_at})
 
     def definition(self, definition_id: int) -> ProcessDefinition:
         """A definition by id, read once per process: the columns starts and commands read (key,

@@ -22,13 +22,12 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from ..audit import events
 from ..parser.spec import Assignment, parse_datetime_utc, timer_due
 from ..parser.timer_text import TimerTextError, parse_timer
 from ..store.models import HumanTask, MessageWait, TaskCandidateGroup, Timer, new_id
-from .commands import Command, caught_definitions, element_type, event_definition_of
+from .commands import Command, caught_definitions, element_type, event_definition_of, update_versioned
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +164,7 @@ def store_task(session: Session, task: TaskRow) -> None:
     changed = {name: getattr(task, name) for name in _TASK_COLUMNS if getattr(task, name) != task._read[name]}
     if not changed:
         return
-    stored = session.execute(_TASKS.update().where(_TASKS.c.id == task.id, _TASKS.c.row_version == task.row_version)
-                             .values(**changed, row_version=task.row_version + 1))
-    if stored.rowcount != 1:
-        raise StaleDataError(f"task {task.id} is no longer at version {task.row_version}")
-    task.row_version += 1
+    task.row_version = update_versioned(session, _TASKS, task.id, task.row_version, changed)
     task._read = {name: getattr(task, name) for name in _TASK_COLUMNS}
 
 
