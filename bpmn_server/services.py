@@ -20,8 +20,11 @@ class Services:
         from .audit.service import AuditService
         from .identity.service import IdentityService
         from .repository.service import DefinitionService
+        from .store.rate_limits import RateLimiter
 
         self.audit = AuditService(self.database, self.clock)
+        # limits counted in the database, shared by every process: expensive requests, failed sign-ins
+        self.rate_limits = RateLimiter(self.database, self.clock)
         self.identity = IdentityService(self.database, self.clock, settings)
         self.definitions = DefinitionService(self.database, self.clock, settings)
         from .runtime.engine import Engine

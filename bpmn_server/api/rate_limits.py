@@ -7,28 +7,19 @@ from __future__ import annotations
 
 import functools
 
-from flask import Response, current_app, request
+from flask import Response, request
 from flask_smorest import Blueprint
 
 from ..errors import RateLimited
 from ..identity import Principal
 from ..identity.service import hash_token
-from ..store.rate_limits import RateLimiter, bucket, expensive_requests, expensive_user_bucket
+from ..store.rate_limits import bucket, expensive_requests, expensive_user_bucket
 from .auth import current_principal, services
 from .problems import PROBLEM_MEDIA_TYPE, from_domain_error
 from .schemas import ProblemSchema
 
-LIMITER = "bpmn_server_rate_limiter"
 _RETRY_AFTER_DOC = {"Retry-After": {"description": "seconds until the limit lets the caller in again",
                                     "schema": {"type": "integer", "minimum": 1}}}
-
-
-def limiter() -> RateLimiter:
-    """The app's rate limiter (one per app; the web sign-in throttle shares it)."""
-    extensions = current_app.extensions
-    if LIMITER not in extensions:
-        extensions[LIMITER] = RateLimiter(services().database, services().clock)
-    return extensions[LIMITER]
 
 
 def expensive(blp: Blueprint):
@@ -52,7 +43,8 @@ def expensive(blp: Blueprint):
 
 def count_expensive_request(principal: Principal) -> None:
     """Count one expensive request of this caller; ``RateLimited`` when its limit is reached."""
-    limiter().hit((caller_bucket(principal), expensive_requests(services().settings.rate_limit_expensive_per_minute)))
+    limit = expensive_requests(services().settings.rate_limit_expensive_per_minute)
+    services().rate_limits.hit((caller_bucket(principal), limit))
 
 
 def caller_bucket(principal: Principal) -> str:

@@ -23,7 +23,6 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 SESSION_HOURS = 12
-LIMITER = "bpmn_server_rate_limiter"  # one per app, shared with the API's limits
 
 # Only the app's own scripts; bpmn-js sets inline style attributes and draws data: images (its logo).
 CONTENT_SECURITY_POLICY = (
@@ -151,9 +150,9 @@ def _security_headers(response):
 def count_expensive_page(username: str) -> None:
     """Count an upload or a modeler save against the user's limit of expensive requests — the same
     budget as the user's expensive API calls on the session; ``RateLimited`` once it is used up."""
-    settings = current_app.extensions["bpmn_server"].settings
-    current_app.extensions[LIMITER].hit(
-        (expensive_user_bucket(username), expensive_requests(settings.rate_limit_expensive_per_minute)))
+    services = current_app.extensions["bpmn_server"]
+    services.rate_limits.hit(
+        (expensive_user_bucket(username), expensive_requests(services.settings.rate_limit_expensive_per_minute)))
 
 
 def init_app(app: Flask) -> None:
@@ -165,9 +164,8 @@ def init_app(app: Flask) -> None:
     app.config["SESSION_COOKIE_SECURE"] = settings.secure_cookies
     app.config["SESSION_COOKIE_NAME"] = "bpmn_server_session"
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=SESSION_HOURS)
-    limiter = app.extensions.setdefault(LIMITER, RateLimiter(services.database, services.clock))
     app.extensions["bpmn_server_login_throttle"] = LoginThrottle(
-        limiter, per_user=settings.login_failures_per_user, per_address=settings.login_failures_per_address,
+        services.rate_limits, per_user=settings.login_failures_per_user, per_address=settings.login_failures_per_address,
         window=timedelta(seconds=settings.login_failure_window_seconds))
     app.before_request(_check_csrf)
     app.after_request(_security_headers)
