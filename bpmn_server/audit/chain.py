@@ -129,10 +129,10 @@ def _append(session: Session, prepared: list[dict[str, Any]]) -> None:
     head = _locked_head(session)
     for fields in prepared:
         _chain(head, fields)
-    table = AuditEvent.__table__
+    connection = session.connection()
     for start in range(0, len(prepared), _BULK_ROWS):
-        session.execute(table.insert(), prepared[start:start + _BULK_ROWS])
-    session.execute(_MOVE_HEAD, {"sequence": head.sequence, "hash": head.hash})
+        connection.execute(_INSERT_EVENTS, prepared[start:start + _BULK_ROWS])
+    connection.execute(_MOVE_HEAD, {"sequence": head.sequence, "hash": head.hash})
 
 
 def _event_fields(event_type: str, **arguments: Any) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def _locked_head(session: Session) -> _Head:
     if cached is not None and cached[0] is transaction:
         return cached[1]
     session.flush()  # take the command's own row locks before the head lock (see the module docstring)
-    row = session.execute(_LOCK_HEAD).first()
+    row = session.connection().execute(_LOCK_HEAD).first()
     if row is None:
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         # Two first writers may race here: ON CONFLICT DO NOTHING makes the loser wait for the
@@ -208,6 +208,7 @@ def _locked_head(session: Session) -> _Head:
 
 
 _HEAD_TABLE = AuditHead.__table__
+_INSERT_EVENTS = AuditEvent.__table__.insert()
 _LOCK_HEAD = select(_HEAD_TABLE.c.sequence, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == HEAD_ID).with_for_update()
 _MOVE_HEAD = (
     _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == HEAD_ID)

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -197,7 +197,7 @@ class DefinitionService:
         if session is None:
             with self.database.read() as own:
                 return self.get(key, version, session=own)
-        definition = session.scalars(_version_query(select(ProcessDefinition), key, version)).first()
+        definition = session.scalars(_GET_ONE[version is None], {"key": key, "version": version}).first()
         if definition is None:
             raise _no_version(key, version)
         return definition
@@ -206,7 +206,7 @@ class DefinitionService:
         """The id of ``get(key, version)``'s definition and when it was retired, with one Core SELECT
         (a start needs no more: the other columns it reads never change after the deploy)."""
         with self.database.query() as connection:
-            row = connection.execute(_version_query(_LOCATE, key, version)).first()
+            row = connection.execute(_LOCATE_ONE[version is None], {"key": key, "version": version}).first()
         if row is None:
             raise _no_version(key, version)
         return row.id, row.retired_at
@@ -214,7 +214,7 @@ class DefinitionService:
     def locate_id(self, definition_id: int) -> datetime | None:
         """When the definition ``definition_id`` was retired (None: it is not), or NotFound."""
         with self.database.query() as connection:
-            row = connection.execute(_LOCATE.where(ProcessDefinition.id == definition_id)).first()
+            row = connection.execute(_LOCATE_ID, {"definition_id": definition_id}).first()
         if row is None:
             raise NotFound(f"there is no process definition {definition_id}")
         return row.retired_at
@@ -298,14 +298,21 @@ class DefinitionService:
 _LOCATE = select(ProcessDefinition.id, ProcessDefinition.retired_at)
 
 
-def _version_query(query, key: str, version: int | None):
-    """``query`` narrowed to one version of ``key``, or to its latest version that is not retired."""
-    query = query.where(ProcessDefinition.key == key)
-    if version is None:
+def _version_query(query, latest: bool):
+    """``query`` narrowed to one version of the bound ``key`` (``version``), or to its latest version that
+    is not retired; built once per use, executed with ``{"key": …, "version": …}``."""
+    query = query.where(ProcessDefinition.key == bindparam("key"))
+    if latest:
         query = query.where(ProcessDefinition.retired_at.is_(None)).order_by(ProcessDefinition.version.desc())
     else:
-        query = query.where(ProcessDefinition.version == version)
+        query = query.where(ProcessDefinition.version == bindparam("version"))
     return query.limit(1)
+
+
+# built once with bound values (a start locates its definition every time); indexed by "latest?"
+_LOCATE_ID = _LOCATE.where(ProcessDefinition.id == bindparam("definition_id"))
+_LOCATE_ONE = {latest: _version_query(_LOCATE, latest) for latest in (False, True)}
+_GET_ONE = {latest: _version_query(select(ProcessDefinition), latest) for latest in (False, True)}
 
 
 def _no_version(key: str, version: int | None) -> NotFound:

@@ -13,6 +13,7 @@ timer / message_wait rows → audit head. Audit events are therefore written las
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import (
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
@@ -133,17 +134,29 @@ class InstanceRow:
 
 
 _INSTANCE = ProcessInstance.__table__
-_LOCK_INSTANCE = select(_INSTANCE).with_for_update()  # .where(id == …) per command
+_INSERT_INSTANCE = _INSTANCE.insert()  # statements built once: building one costs more than running it
+_LOCK_INSTANCE = select(_INSTANCE).where(_INSTANCE.c.id == bindparam("instance_id")).with_for_update()
 
 
 def update_versioned(session: Session, table, row_id: str, version: int, values: dict[str, Any]) -> int:
     """UPDATE ``values`` of the row ``row_id`` if it is still at ``version``, moving it to the next version,
     which is returned; a row someone else changed first raises StaleDataError (a 409 for the caller)."""
-    stored = session.execute(table.update().where(table.c.id == row_id, table.c.row_version == version)
-                             .values(**values, row_version=version + 1))
+    statement = _versioned_update(table, tuple(values))
+    stored = session.connection().execute(statement, {
+        **{f"new_{name}": value for name, value in values.items()},
+        "row_id": row_id, "read_version": version, "new_row_version": version + 1})
     if stored.rowcount != 1:
         raise StaleDataError(f"{table.name} {row_id} is no longer at version {version}")
     return version + 1
+
+
+@functools.cache
+def _versioned_update(table, columns: tuple[str, ...]):
+    """The UPDATE of ``columns`` that ``update_versioned`` runs, built once per table and set of columns
+    (a statement built per call costs more than executing it)."""
+    return (table.update()
+            .where(table.c.id == bindparam("row_id"), table.c.row_version == bindparam("read_version"))
+            .values({name: bindparam(f"new_{name}") for name in (*columns, "row_version")}))
 
 
 @dataclass
@@ -220,7 +233,7 @@ class CommandRunner:
             with self.database.transaction() as session:
                 # FOR UPDATE (PostgreSQL): commands on one instance queue up instead of deadlocking on
                 # the projection rows; the row-version check still catches writers that skip the lock.
-                row = session.execute(_LOCK_INSTANCE.where(_INSTANCE.c.id == instance_id)).first()
+                row = session.connection().execute(_LOCK_INSTANCE, {"instance_id": instance_id}).first()
                 if row is None:
                     raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
                 instance = InstanceRow(**row._mapping)
@@ -341,7 +354,7 @@ class CommandRunner:
         instance, session = command.instance, command.session
         with session.no_autoflush:  # the row first: pending rows (an incident) refer to it
             if command.created:  # vars(), not asdict(): asdict would deep-copy the state
-                session.execute(_INSTANCE.insert(), {**vars(instance), "row_version": 1})
+                session.connection().execute(_INSERT_INSTANCE, {**vars(instance), "row_version": 1})
                 instance.row_version = 1
                 return
             instance.row_version = update_versioned(session, _INSTANCE, instance.id, instance.row_version, {

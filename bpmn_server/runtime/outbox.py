@@ -81,7 +81,7 @@ def enqueue(
          "delivered_at": now}
         for username in expand_recipients(session, recipients)]
     if notifications:
-        session.execute(_OUTBOX.insert(), notifications)  # Core: one INSERT, no ORM objects
+        session.connection().execute(_INSERT_OUTBOX, notifications)  # Core: one INSERT, no ORM objects
     # webhook deliveries stay ORM objects: the scheduler's flush hook sees them and wakes its webhook lane
     deliveries = [
         Outbox(channel=WEBHOOK, event_type=kind, recipient=str(subscription_id), subscription_id=subscription_id,
@@ -110,6 +110,7 @@ def expand_recipients(session: Session, recipients: Iterable[str]) -> list[str]:
 
 
 _OUTBOX = Outbox.__table__
+_INSERT_OUTBOX = _OUTBOX.insert()
 _ACTIVE_SUBSCRIPTIONS = select(WebhookSubscription.id, WebhookSubscription.event_types).where(
     WebhookSubscription.active.is_(True))
 _ACTIVE_MEMBERS = (

@@ -178,17 +178,18 @@ def store_tasks(command: Command) -> None:
             store_task(session, task)
         if not command.new_tasks:
             return
-        session.execute(_TASKS.insert(), [{name: getattr(row, name) for name in _TASK_COLUMNS}
+        session.connection().execute(_INSERT_TASKS, [{name: getattr(row, name) for name in _TASK_COLUMNS}
                                           for row in command.new_tasks])
         groups = [{"task_id": row.id, "group_name": group} for row in command.new_tasks
                   for group in row.candidate_groups or []]
         if groups:
-            session.execute(_CANDIDATE_GROUPS.insert(), groups)
+            session.connection().execute(_INSERT_CANDIDATE_GROUPS, groups)
 
 
 _TASKS = HumanTask.__table__
 _TASK_COLUMNS = tuple(_TASKS.c.keys())
 _CANDIDATE_GROUPS = TaskCandidateGroup.__table__
+_INSERT_TASKS, _INSERT_CANDIDATE_GROUPS = _TASKS.insert(), _CANDIDATE_GROUPS.insert()
 _OPEN_TASK_ROWS = select(_TASKS).where(_TASKS.c.instance_id == bindparam("instance_id"),
                                        _TASKS.c.status.in_(OPEN_STATUSES))
 

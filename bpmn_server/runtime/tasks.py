@@ -310,7 +310,7 @@ class TaskService:
     def _load(reader: Session | Connection, task_id: str):
         """The task's row (all its columns, with ``definition_version``, ``business_key`` and
         ``instance_status``), or NotFound."""
-        row = reader.execute(_TASK_QUERY.where(_TASK_TABLE.c.id == task_id)).first()
+        row = reader.execute(_ONE_TASK, {"task_id": task_id}).first()
         if row is None:
             raise NotFound(f"there is no task {task_id}", task_id=task_id)
         return row
@@ -352,6 +352,7 @@ _TASK_QUERY = (
     .join(ProcessInstance, _TASK_TABLE.c.instance_id == ProcessInstance.id)
     .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
 )
+_ONE_TASK = _TASK_QUERY.where(_TASK_TABLE.c.id == bindparam("task_id"))
 
 
 def _order(sort: str) -> list:
