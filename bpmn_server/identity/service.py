@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ _PRINCIPAL_QUERY = (
 _TOKEN_QUERY = (
     _PRINCIPAL_QUERY.add_columns(ApiToken.revoked_at, ApiToken.expires_at)
     .join(ApiToken, ApiToken.username == User.username)
+    .where(ApiToken.token_hash == bindparam("token_hash"))  # built once: every API request runs it
 )
 
 
@@ -225,7 +226,7 @@ class IdentityService:
     def authenticate_token(self, token: str) -> Principal:
         """The principal behind a bearer token; expired, revoked or unknown tokens are refused."""
         with self.database.query() as connection:  # one SELECT: token, user and groups
-            rows = connection.execute(_TOKEN_QUERY.where(ApiToken.token_hash == hash_token(token))).all()
+            rows = connection.execute(_TOKEN_QUERY, {"token_hash": hash_token(token)}).all()
         if not rows:
             raise Unauthenticated("the bearer token is not valid")
         revoked_at, expires_at = rows[0].revoked_at, rows[0].expires_at
