@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+ROOT = Path(__file__).resolve().parent.parent  # gunicorn imports bench.empty_api from here
 PROCESS_KEY = "load_approval"
 LOAD_MODEL = f"""<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -54,11 +55,12 @@ def prepare_database(database_url: str, data_dir: Path) -> str:
 
 @dataclass
 class ServerProcess:
-    """One gunicorn process serving bpmn_server on ``database_url``."""
+    """One gunicorn process serving bpmn_server (or another WSGI ``app``) on ``database_url``."""
 
     database_url: str
     data_dir: Path
     threads: int = 8
+    app: str = "bpmn_server.wsgi:app"
     port: int = 0  # chosen by the system when the server starts
     process: subprocess.Popen | None = None
     # the server's stderr goes to a file: a pipe nobody reads fills up (64 KiB of logged tracebacks while
@@ -82,8 +84,8 @@ class ServerProcess:
             self.port = listener.getsockname()[1]
             self.process = subprocess.Popen(
                 [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", str(self.threads),
-                 "-b", f"fd://{listener.fileno()}", "--log-level", "warning", "bpmn_server.wsgi:app"],
-                env=env, stdout=subprocess.DEVNULL, stderr=self.log, pass_fds=(listener.fileno(),),
+                 "-b", f"fd://{listener.fileno()}", "--log-level", "warning", self.app],
+                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log, pass_fds=(listener.fileno(),),
             )
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=timeout) as response:
