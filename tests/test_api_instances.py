@@ -36,7 +36,7 @@ def test_start_get_list_and_variables_with_if_match(client, people):
     assert by_version.status_code == 201 and by_id.status_code == 201
 
     url = f"/api/v1/process-instances/{body['id']}"
-    one = client.get(url, headers=people["manager"])
+    one = client.get(url, headers=people["clerk"])
     assert one.status_code == 200 and one.json["variables"] == {"customer": "Ann"}
     assert one.headers["ETag"] == f'"{one.json["row_version"]}"'
     listing = client.get("/api/v1/process-instances", headers=people["clerk"],
@@ -122,3 +122,38 @@ def test_messages_and_signals_over_rest(client, people):
     signalled = client.post("/api/v1/signals", headers=people["clerk"], json={"name": "Storm warning"})
     assert signalled.status_code == 200 and sorted(signalled.json["instance_ids"]) == sorted(alarms)
     assert client.post("/api/v1/messages", headers=people["clerk"], json={}).status_code == 422
+
+
+def test_who_may_read_an_instance(services, client, people, auth):
+    """Its starter, its process's owner, whoever has, had or may take one of its tasks, auditors and
+    administrators; anyone else gets 403 problem+json on every read and does not see it in lists."""
+    services.definitions.deploy(approval_process("owned"), "owned.bpmn", "lead")  # lead owns "owned"
+    services.identity.create_user("auditor", groups=["auditor"])
+    people["auditor"] = {"Authorization": f"Bearer {services.identity.create_token('auditor').token}"}
+    case = start(client, people["outsider"], key="owned", businessKey="R-1", variables={"customer": "Ann"}).json
+    url = f"/api/v1/process-instances/{case['id']}"
+    reads = (url, f"{url}/variables", f"{url}/history")
+
+    def may_read(name: str) -> bool:
+        answers = {client.get(read, headers=auth if name == "admin" else people[name]).status_code
+                   for read in reads}
+        listed = client.get("/api/v1/process-instances", headers=auth if name == "admin" else people[name],
+                            query_string={"businessKey": "R-1"}).json
+        assert answers in ({200}, {403}), (name, answers)
+        assert (listed["total"] == 1) == (answers == {200}), (name, listed)
+        return answers == {200}
+
+    # starter, owner, auditor, admin, and the clerks, candidates of the open review
+    assert {name for name in (*people, "admin") if may_read(name)} == {"outsider", "lead", "auditor", "admin",
+                                                                       "clerk"}
+    refused = client.get(url, headers=people["manager"])
+    assert refused.mimetype == PROBLEM and "may not see process instance" in refused.json["detail"]
+
+    review = client.get("/api/v1/tasks", headers=people["clerk"], query_string={"instanceId": case["id"]}).json
+    done = client.post(f"/api/v1/tasks/{review['items'][0]['id']}/complete", headers=people["clerk"],
+                       json={"data": {"amount": 700}})
+    assert done.status_code == 200, done.json
+    assert may_read("manager")  # a candidate of the approval now
+    assert may_read("clerk")  # completed the review: still involved
+    assert not may_read("accountant")
+    assert client.patch(f"{url}/variables", headers=people["accountant"], json={"set": {"x": 1}}).status_code == 403

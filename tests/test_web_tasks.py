@@ -172,6 +172,21 @@ def test_instance_page_marks_the_diagram_and_shows_history_tasks_and_variables(c
     assert "The timer list is for administrators" in html
 
 
+def test_an_instance_page_is_for_the_people_of_the_case(client, services, refund):
+    """The manager has no part in the request until the review sends it to approval: neither the list
+    nor the instance page shows it to them before, both do after."""
+    sign_in(client, "manager", next_url="/instances")
+    assert f'data-instance-id="{refund.id}"' not in client.get("/instances").get_data(as_text=True)
+    refused = client.get(f"/instances/{refund.id}")
+    assert refused.status_code == 403 and "may not see process instance" in refused.get_data(as_text=True)
+
+    clerk = services.identity.principal_for("clerk")
+    services.tasks.complete(_review_task(services).id, {**VALID_REVIEW, "amount": 750, "receipt_checked": True},
+                            clerk)
+    assert f'data-instance-id="{refund.id}"' in client.get("/instances").get_data(as_text=True)
+    assert client.get(f"/instances/{refund.id}").status_code == 200
+
+
 def test_auditors_export_the_instance_as_xes_and_verify_the_chain(client, services, refund):
     sign_in(client, "clerk", next_url="/instances")
     assert "Export XES" not in client.get(f"/instances/{refund.id}").get_data(as_text=True)

@@ -158,9 +158,9 @@ class Instances(MethodView):
     @blp.arguments(InstanceQuerySchema, location="query")
     @blp.response(200, InstancePageSchema)
     def get(self, query):
-        """List instances, newest first (filter by process, version, status, business key, starter, start time)."""
-        current_principal()
-        return services().instances.list(**query)  # the schema reads the Page
+        """List the instances the caller may read, newest first (filter by process, version, status, business
+        key, starter, start time)."""
+        return services().instances.list(**query, principal=current_principal())  # the schema reads the Page
 
 
 @blp.route("/process-instances/<instance_id>")
@@ -168,8 +168,7 @@ class InstanceResource(MethodView):
     @blp.response(200, InstanceSchema)
     def get(self, instance_id: str):
         """One instance: status, current activities, variables and incidents (ETag: row version)."""
-        current_principal()
-        info = services().instances.get(instance_id)
+        info = services().instances.get(instance_id, principal=current_principal())
         return with_etag(info, info.row_version)
 
 
@@ -178,8 +177,7 @@ class InstanceHistory(MethodView):
     @blp.response(200, HistorySchema)
     def get(self, instance_id: str):
         """What happened to the instance, in order (from the audit log)."""
-        current_principal()
-        return {"items": services().instances.history(instance_id)}
+        return {"items": services().instances.history(instance_id, principal=current_principal())}
 
 
 @blp.route("/process-instances/<instance_id>/variables")
@@ -187,8 +185,7 @@ class InstanceVariables(MethodView):
     @blp.response(200, VariablesSchema)
     def get(self, instance_id: str):
         """The current process variables (ETag: row version)."""
-        current_principal()
-        variables, row_version = services().instances.variables(instance_id)
+        variables, row_version = services().instances.variables(instance_id, principal=current_principal())
         return with_etag({"variables": variables, "row_version": row_version}, row_version)
 
     @blp.doc(**_IF_MATCH)
@@ -200,7 +197,7 @@ class InstanceVariables(MethodView):
         instances = services().instances
         instances.update_variables(instance_id, principal=principal, set=data["set"], remove=data["remove"],
                                    expected_version=expected_version())
-        variables, row_version = instances.variables(instance_id)
+        variables, row_version = instances.variables(instance_id, principal=principal)
         return with_etag({"variables": variables, "row_version": row_version}, row_version)
 
 

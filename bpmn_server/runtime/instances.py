@@ -1,5 +1,12 @@
 """Process instances (cf. Camunda's RuntimeService): start, follow, list, terminate, suspend/resume,
 read and change variables, retry a failed instance. Every change is one command (commands.py).
+
+Who may read an instance (its status, variables, history; the ``principal`` of the reads; internal
+callers pass none): administrators, the system, members of the auditor group, the user who started
+it, the owner of its process definition, and whoever has, had or may take one of its tasks — its
+assignee, who claimed or completed it, or a candidate (a task open to everyone opens its instance to
+everyone). Instance data (a customer's refund, an employee's leave) is for the people working the
+case, not for every signed-in user. Lists show only what the principal may read.
 """
 
 from __future__ import annotations
@@ -11,14 +18,15 @@ from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 
 from ..audit import events
+from ..audit.service import AUDITOR_GROUP
 from ..clock import Clock
 from ..errors import Forbidden, InvalidInput, NotExecutable, NotFound
 from ..identity.principal import Principal
 from ..store import Database
-from ..store.models import AuditEvent, Incident, ProcessDefinition, ProcessInstance
+from ..store.models import AuditEvent, HumanTask, Incident, ProcessDefinition, ProcessInstance
 from .commands import (
     ACTIVE,
     FAILED,
@@ -33,6 +41,7 @@ from .commands import (
     record_denied,
 )
 from .engine import Engine
+from .tasks import involved_condition, principal_params
 from .views import ActivityInfo, IncidentInfo, InstanceInfo, Page
 
 STATUSES = ("running", "waiting", "completed", "terminated", "failed", "suspended")
@@ -220,10 +229,11 @@ class InstanceService:
             raise Forbidden("only the user who started this instance or an administrator may do that")
 
     # -- queries ---------------------------------------------------------------------------------
-    def get(self, instance_id: str, *, with_variables: bool = True) -> InstanceInfo:
+    def get(self, instance_id: str, *, principal: Principal | None = None,
+            with_variables: bool = True) -> InstanceInfo:
         """An instance with its status, current activities, variables and incidents."""
         with self.database.read() as session:
-            instance = self._load(session, instance_id)
+            instance = self._load(session, instance_id, principal)
             workflow = self.engine.restore(instance.definition, instance.state, self.clock)
             incidents = session.scalars(
                 select(Incident).where(Incident.instance_id == instance_id).order_by(Incident.id)
@@ -231,17 +241,17 @@ class InstanceService:
             return self._info(instance, instance.definition, workflow=workflow, incidents=incidents,
                               with_variables=with_variables)
 
-    def variables(self, instance_id: str) -> tuple[dict[str, Any], int]:
+    def variables(self, instance_id: str, *, principal: Principal | None = None) -> tuple[dict[str, Any], int]:
         """The current process variables and the instance's row version (for If-Match)."""
         with self.database.read() as session:
-            instance = self._load(session, instance_id)
+            instance = self._load(session, instance_id, principal)
             workflow = self.engine.restore(instance.definition, instance.state, self.clock)
             return current_variables(workflow), instance.row_version
 
-    def history(self, instance_id: str) -> list[dict[str, Any]]:
+    def history(self, instance_id: str, *, principal: Principal | None = None) -> list[dict[str, Any]]:
         """What happened to the instance, in order, from the audit log."""
         with self.database.read() as session:
-            self._load(session, instance_id)
+            self._load(session, instance_id, principal)
             rows = session.scalars(
                 select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.sequence)
             ).all()
@@ -263,10 +273,12 @@ class InstanceService:
         started_by: str | None = None,
         started_after: datetime | None = None,
         started_before: datetime | None = None,
+        principal: Principal | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> Page[InstanceInfo]:
-        """Instances, newest first, filtered and paginated (with the total number of matches)."""
+        """Instances, newest first, filtered and paginated (with the total number of matches); with a
+        ``principal``, only those it may read."""
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"unknown status '{status}'", errors=[
                 {"field": "status", "message": f"must be one of {', '.join(STATUSES)}"}])
@@ -288,21 +300,36 @@ class InstanceService:
             conditions.append(ProcessInstance.started_at >= started_after)
         if started_before is not None:
             conditions.append(ProcessInstance.started_at < started_before)
+        params = {}
+        if principal is not None and not sees_every_instance(principal):
+            conditions.append(_readable_by(principal))
+            params = principal_params(principal)
         query = query.where(*conditions)
         with self.database.read() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            total = session.scalar(select(func.count()).select_from(query.subquery()), params) or 0
             rows = session.scalars(
                 query.options(WITH_DEFINITION)
-                .order_by(ProcessInstance.started_at.desc(), ProcessInstance.id).offset(offset).limit(limit)
+                .order_by(ProcessInstance.started_at.desc(), ProcessInstance.id).offset(offset).limit(limit),
+                params,
             ).all()
             items = [self._info(row, row.definition) for row in rows]
         return Page(items, total, offset, limit)
 
     @staticmethod
-    def _load(session, instance_id: str) -> ProcessInstance:
+    def _load(session, instance_id: str, principal: Principal | None) -> ProcessInstance:
+        """The instance, if it exists (NotFound) and ``principal`` may read it (Forbidden)."""
         instance = session.get(ProcessInstance, instance_id, options=[WITH_DEFINITION])
         if instance is None:
             raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
+        if principal is not None and not sees_every_instance(principal):
+            readable = session.scalar(
+                select(ProcessInstance.id)
+                .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
+                .where(ProcessInstance.id == instance_id, _readable_by(principal)), principal_params(principal))
+            if readable is None:
+                raise Forbidden(f"{principal.username} may not see process instance {instance_id}: it is for "
+                                "whoever started it, owns its process, works or may take one of its tasks, "
+                                "and for auditors", instance_id=instance_id)
         return instance
 
     @staticmethod
@@ -332,6 +359,22 @@ class InstanceService:
                 for i in incidents
             ]
         return info
+
+
+def sees_every_instance(principal: Principal) -> bool:
+    """Administrators, the system and auditors read every instance (see the module docstring)."""
+    return principal.is_admin or principal.is_system or AUDITOR_GROUP in principal.groups
+
+
+def _readable_by(principal: Principal):
+    """SQL over ``process_instance`` joined with its ``process_definition``: the principal (values
+    bound by ``principal_params``) started the instance, owns the process, or is involved in a task."""
+    username = bindparam("username")
+    return or_(
+        ProcessInstance.started_by == username,
+        ProcessDefinition.owner == username,
+        exists().where(HumanTask.instance_id == ProcessInstance.id, involved_condition(bool(principal.groups))),
+    )
 
 
 # -- variables and activities -------------------------------------------------------------------

@@ -116,9 +116,7 @@ class TaskService:
         if overdue is not None:
             filters["overdue" if overdue else "not_overdue"] = True
         page, count = _list_statements(scope, status, bool(principal.groups), frozenset(filters), sort)
-        params = {**filters, "now": self.clock.now(), "status": status, "username": principal.username,
-                  "groups": sorted(principal.groups),
-                  "candidate_user": f"%{_like_escaped(json.dumps(principal.username))}%",
+        params = {**filters, **principal_params(principal), "now": self.clock.now(), "status": status,
                   "offset": offset, "limit": limit}
         with self.database.query() as connection:
             # the total rides along on every row (a window count): one query for page and total,
@@ -374,7 +372,7 @@ def _list_statements(scope: str | None, status: str | None, has_groups: bool, fi
     conditions = [HumanTask.status == bindparam("status")] if status else [HumanTask.status.in_(OPEN_STATUSES)]
     username = bindparam("username")
     mine = HumanTask.assignee == username
-    candidate = _candidate_condition(has_groups)
+    candidate = candidate_condition(has_groups)
     claimable = and_(HumanTask.assignee.is_(None), HumanTask.status == OPEN, candidate)
     if scope == "mine":
         conditions.append(mine)
@@ -383,7 +381,7 @@ def _list_statements(scope: str | None, status: str | None, has_groups: bool, fi
     elif scope is None and status not in (TASK_COMPLETED, TASK_CANCELLED):
         conditions.append(or_(mine, claimable))
     elif scope is None:
-        conditions.append(or_(mine, HumanTask.completed_by == username, HumanTask.claimed_by == username, candidate))
+        conditions.append(involved_condition(has_groups))
     conditions += [_FILTERS[name]() for name in sorted(filters)]
     query = _TASK_QUERY.where(*conditions)
     page = (query.add_columns(func.count().over().label("total")).order_by(*_order(sort))
@@ -409,7 +407,21 @@ _FILTERS = {  # filter name -> its condition, the value bound by the same name
 }
 
 
-def _candidate_condition(has_groups: bool):
+def principal_params(principal: Principal) -> dict[str, Any]:
+    """The bound values that ``candidate_condition`` and ``involved_condition`` compare with."""
+    return {"username": principal.username, "groups": sorted(principal.groups),
+            "candidate_user": f"%{_like_escaped(json.dumps(principal.username))}%"}
+
+
+def involved_condition(has_groups: bool):
+    """SQL: the principal (``principal_params``) has, had or may take the task: its assignee, who
+    claimed or completed it, or a candidate (``candidate_condition``)."""
+    username = bindparam("username")
+    return or_(HumanTask.assignee == username, HumanTask.claimed_by == username,
+               HumanTask.completed_by == username, candidate_condition(has_groups))
+
+
+def candidate_condition(has_groups: bool):
     """SQL: the principal (``username``, ``groups``) is a candidate, or the task has no candidates at
     all (open to everyone). Candidate users are a JSON list; the principal is in it when its text
     contains the JSON-quoted username (``candidate_user``)."""

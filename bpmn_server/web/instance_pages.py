@@ -36,6 +36,7 @@ def instances():
         status=shown["status"] or None,
         business_key=shown["business_key"] or None,
         started_by=shown["started_by"] or None,
+        principal=principal(),
         offset=offset,
         limit=PAGE_SIZE,
     )
@@ -63,8 +64,8 @@ def diagram_markers(instance, history: list[dict[str, Any]]) -> dict[str, str]:
 def instance(instance_id: str):
     """One instance: diagram, variables, open tasks, timers, incidents and its audit history."""
     user = principal()
-    info = services().instances.get(instance_id)
-    history = services().instances.history(instance_id)
+    info = services().instances.get(instance_id, principal=user)
+    history = services().instances.history(instance_id, principal=user)
     open_tasks = services().tasks.list(user, instance_id=instance_id, scope="all" if user.is_admin else None,
                                        limit=100).items
     try:

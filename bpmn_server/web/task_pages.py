@@ -77,7 +77,7 @@ def _task_page(task_id: str, *, values: dict[str, Any] | None = None, errors: di
     user = principal()
     task = services().tasks.get(task_id, user)
     comments = services().tasks.comments(task_id, user)
-    instance = services().instances.get(task.instance_id)
+    instance = services().instances.get(task.instance_id, principal=user)
     fields = (task.form or {}).get("fields") or []
     values = values if values is not None else {f["id"]: _shown_default(f, instance.variables or {}) for f in fields}
     return render(
