@@ -36,6 +36,13 @@ class InvalidInput(BpmnServerError):
     status = 422
 
 
+class IdempotencyKeyReused(InvalidInput):
+    """An ``Idempotency-Key`` sent again with a different request (it names one request only)."""
+
+    type = "idempotency-key-reused"
+    title = "Idempotency key reused"
+
+
 class InvalidDocument(BpmnServerError):
     """The uploaded file is not a BPMN document we can take: not well-formed, not BPMN, too large."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 from bpmn_server.identity.principal import Principal
 
@@ -125,3 +126,23 @@ def message_processes() -> bytes:
     <bpmn:sequenceFlow id="a1" sourceRef="a_start" targetRef="storm"/>
     <bpmn:sequenceFlow id="a2" sourceRef="storm" targetRef="a_end"/>
   </bpmn:process>""")
+
+
+def race(calls) -> list:
+    """Run the calls at the same moment in threads; each result is a value or the exception raised."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index, call):
+        barrier.wait()
+        try:
+            results[index] = call()
+        except Exception as error:  # noqa: BLE001 - the test inspects what each caller got
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results

@@ -3,7 +3,6 @@ instance from the database; races end with exactly one winner; script errors bec
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -20,6 +19,7 @@ from .runtime_helpers import (
     REVIEW,
     approval_process,
     deploy_refund,
+    race,
     script_process,
 )
 
@@ -65,26 +65,6 @@ def test_invalid_form_changes_nothing(services):
     assert {e["field"] for e in error.value.extra["errors"]} == {"amount", "extra"}
     assert (services.instances.get(instance.id).row_version, audit_count(services)) == before
     assert services.tasks.get(task.id, CLERK).status == "open"
-
-
-def race(calls) -> list:
-    """Run the calls at the same moment in threads; each result is a value or the exception raised."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(index, call):
-        barrier.wait()
-        try:
-            results[index] = call()
-        except Exception as error:  # noqa: BLE001 - the test inspects what each caller got
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
 
 
 def test_two_concurrent_completions_exactly_one_wins(services):

@@ -123,6 +123,13 @@ _IF_MATCH = {"parameters": [{"in": "header", "name": "If-Match", "required": Fal
                              "description": "the row version (ETag) you read; 412 if the instance changed since"}]}
 
 
+_IDEMPOTENCY_KEY = {"parameters": [{
+    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 255},
+    "description": "a key of your choice (e.g. a UUID) naming this start: sent again with the same request "
+                   "within 24 hours, the answer is the instance the first request started (header "
+                   "Idempotent-Replayed: true), not a second one; the same key with a different request: 422"}]}
+
+
 def expected_version() -> int | None:
     """The row version of an ``If-Match`` header (``"3"`` or ``W/"3"``), None without one."""
     header = request.headers.get("If-Match")
@@ -143,17 +150,22 @@ def with_etag(body, row_version: int):
 
 @blp.route("/process-instances")
 class Instances(MethodView):
+    @blp.doc(**_IDEMPOTENCY_KEY)
     @blp.arguments(StartSchema)
     @blp.response(201, InstanceSchema)
     def post(self, data):
-        """Start an instance (the latest active version of a key, a given version, or a definition id)."""
+        """Start an instance (the latest active version of a key, a given version, or a definition id);
+        safe to retry with an Idempotency-Key."""
         principal = current_principal()
         info = services().instances.start(
             data.get("key"), principal=principal, version=data.get("version"),
             definition_id=data.get("definition_id"), business_key=data.get("business_key"),
-            variables=data.get("variables"),
+            variables=data.get("variables"), idempotency_key=request.headers.get("Idempotency-Key"),
         )
-        return info, 201, {"Location": f"/api/v1/process-instances/{info.id}", "ETag": f'"{info.row_version}"'}
+        headers = {"Location": f"/api/v1/process-instances/{info.id}", "ETag": f'"{info.row_version}"'}
+        if info.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return info, 201, headers
 
     @blp.arguments(InstanceQuerySchema, location="query")
     @blp.response(200, InstancePageSchema)

@@ -19,6 +19,7 @@ from typing import Any
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..audit import events
 from ..audit.service import AUDITOR_GROUP
@@ -27,6 +28,7 @@ from ..errors import Forbidden, InvalidInput, NotExecutable, NotFound
 from ..identity.principal import Principal
 from ..store import Database
 from ..store.models import AuditEvent, HumanTask, Incident, ProcessDefinition, ProcessInstance
+from . import idempotency
 from .commands import (
     ACTIVE,
     FAILED,
@@ -83,8 +85,38 @@ class InstanceService:
         business_key: str | None = None,
         variables: dict[str, Any] | None = None,
         action: Callable[[Command], Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> InstanceInfo:
-        """Start the latest active version of ``key`` (or the given version / definition id)."""
+        """Start the latest active version of ``key`` (or the given version / definition id).
+
+        With an ``idempotency_key`` (runtime/idempotency.py), a request repeated with the same key by
+        the same user within a day answers with the instance the first one started (``replayed``),
+        as it is now, instead of starting another; the same key with a different request is refused.
+        """
+        if idempotency.checked_key(idempotency_key) is None:
+            return self._start(key, principal, version, definition_id, business_key, variables, action)
+        now, owner = self.clock.now(), principal.username
+        fingerprint = idempotency.request_hash({"key": key, "version": version, "definition_id": definition_id,
+                                                "business_key": business_key, "variables": variables})
+        earlier = idempotency.started_before(self.database, owner, idempotency_key, fingerprint, now)
+        if earlier is None:
+            def start_and_remember(command: Command) -> None:
+                idempotency.remember(command.session, owner, idempotency_key, fingerprint, command.instance.id, now)
+                if action is not None:
+                    action(command)
+
+            try:
+                return self._start(key, principal, version, definition_id, business_key, variables,
+                                   start_and_remember)
+            except IntegrityError:  # a twin request with this key committed first: answer with its instance
+                earlier = idempotency.started_before(self.database, owner, idempotency_key, fingerprint, now)
+                if earlier is None:
+                    raise
+        info = self.get(earlier)
+        info.replayed = True
+        return info
+
+    def _start(self, key, principal, version, definition_id, business_key, variables, action) -> InstanceInfo:
         definition = self.startable_definition(key, version=version, definition_id=definition_id)
         variables = check_variables(variables)
         command = self.runner.start(definition, actor=principal.username, business_key=business_key,

@@ -68,9 +68,11 @@ class InstanceInfo:
     variables: dict[str, Any] | None = None
     activities: list[ActivityInfo] | None = None
     incidents: list[IncidentInfo] = field(default_factory=list)
+    replayed: bool = False  # answered from an earlier start with the same Idempotency-Key (not a new instance)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("replayed")
         if self.variables is None:
             data.pop("variables")
         if self.activities is None:

@@ -413,3 +413,17 @@ class RateLimit(Base):
     bucket: Mapped[str] = mapped_column(String(255), primary_key=True)  # e.g. api-expensive:token:<sha256>
     hits: Mapped[int] = mapped_column(Integer)
     resets_at: Mapped[datetime]  # end of the window the hits belong to
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` of a start, kept for a day (``runtime.idempotency``): a retry with
+    the same key gets the instance the first request started instead of a second one."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"),)
+
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)  # the username keys belong to
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the request, to refuse a reused key
+    instance_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime]

@@ -1,0 +1,113 @@
+"""Idempotent starts (runtime/idempotency.py): a start repeated with the same Idempotency-Key answers
+with the instance the first one started; the key is stored in the start's own transaction, belongs to
+its user, lasts a day, and names one request only. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bpmn_server.errors import IdempotencyKeyReused, InvalidInput, NotExecutable
+from bpmn_server.store.models import IdempotencyKey, ProcessInstance
+
+from .models import linear_process
+from .runtime_helpers import CLERK, MANAGER, approval_process, create_people, race, upload
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def approval(services):
+    services.definitions.deploy(approval_process(), "approval.bpmn", "admin")
+
+
+def instance_count(services) -> int:
+    with services.database.read() as session:
+        return session.scalar(select(func.count()).select_from(ProcessInstance))
+
+
+def test_a_repeated_start_answers_with_the_first_instance(services, approval):
+    first = services.instances.start("approval", principal=CLERK, business_key="R-1",
+                                     variables={"amount": 5}, idempotency_key="order-7-start")
+    again = services.instances.start("approval", principal=CLERK, business_key="R-1",
+                                     variables={"amount": 5}, idempotency_key="order-7-start")
+    assert not first.replayed and again.replayed
+    assert again.id == first.id and again.variables == {"amount": 5} and instance_count(services) == 1
+    # without a key every start is a new instance; another user's key is theirs alone
+    assert services.instances.start("approval", principal=CLERK, business_key="R-1").id != first.id
+    theirs = services.instances.start("approval", principal=MANAGER, business_key="R-1",
+                                      variables={"amount": 5}, idempotency_key="order-7-start")
+    assert theirs.id != first.id and not theirs.replayed and instance_count(services) == 3
+
+
+def test_the_same_key_with_another_request_is_refused_and_changes_nothing(services, approval):
+    first = services.instances.start("approval", principal=CLERK, variables={"amount": 5}, idempotency_key="k1")
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        services.instances.start("approval", principal=CLERK, variables={"amount": 6}, idempotency_key="k1")
+    assert refused.value.status == 422 and refused.value.extra["instance_id"] == first.id
+    assert instance_count(services) == 1
+
+
+def test_a_start_that_fails_keeps_no_key(services, approval):
+    services.definitions.deploy(linear_process("draft", executable=False), "draft.bpmn", "admin")
+    with pytest.raises(NotExecutable):
+        services.instances.start("draft", principal=CLERK, idempotency_key="k2")
+    with pytest.raises(InvalidInput):  # a bad variable: refused before anything is written
+        services.instances.start("approval", principal=CLERK, variables={"9lives": 1}, idempotency_key="k2")
+    with services.database.read() as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 0
+    started = services.instances.start("approval", principal=CLERK, idempotency_key="k2")  # the key is still free
+    assert not started.replayed and instance_count(services) == 1
+
+
+def test_a_key_lasts_a_day(services, approval, clock):
+    first = services.instances.start("approval", principal=CLERK, idempotency_key="daily")
+    clock.advance(timedelta(hours=23, minutes=59))
+    assert services.instances.start("approval", principal=CLERK, idempotency_key="daily").id == first.id
+    clock.advance(timedelta(minutes=2))  # 24 h and a minute after the first start: a new request
+    later = services.instances.start("approval", principal=CLERK, idempotency_key="daily")
+    assert later.id != first.id and not later.replayed
+    with services.database.read() as session:  # the expired key made room for the new one
+        assert session.scalars(select(IdempotencyKey.instance_id)).all() == [later.id]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "new\nline", "schlüssel"])
+def test_keys_that_cannot_be_header_values_are_refused(services, approval, key):
+    with pytest.raises(InvalidInput) as refused:
+        services.instances.start("approval", principal=CLERK, idempotency_key=key)
+    assert refused.value.extra["errors"][0]["field"] == "Idempotency-Key"
+    assert instance_count(services) == 0
+
+
+def test_twin_requests_at_the_same_moment_start_one_instance(services, approval):
+    start = lambda: services.instances.start("approval", principal=CLERK, variables={"amount": 1},  # noqa: E731
+                                             idempotency_key="twin")
+    for _round in range(3):
+        results = race([start, start, start])
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert len({r.id for r in results}) == 1 and sum(not r.replayed for r in results) <= 1
+    assert instance_count(services) == 1
+
+
+def test_over_rest_a_retry_gets_the_same_instance_with_idempotent_replayed(services, client, auth):
+    people = create_people(services)
+    assert upload(client, auth, approval_process(), "approval.bpmn").status_code == 201
+    headers = {**people["clerk"], "Idempotency-Key": "4f1c2b8e-retry"}
+    body = {"key": "approval", "businessKey": "R-9", "variables": {"amount": 3}}
+    first = client.post("/api/v1/process-instances", headers=headers, json=body)
+    again = client.post("/api/v1/process-instances", headers=headers, json=body)
+    assert first.status_code == again.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json["id"] == first.json["id"] and again.headers["Location"] == first.headers["Location"]
+
+    reused = client.post("/api/v1/process-instances", headers=headers, json={**body, "businessKey": "R-10"})
+    assert reused.status_code == 422 and reused.mimetype == PROBLEM
+    assert reused.json["type"] == "/problems/idempotency-key-reused" and reused.json["instance_id"] == first.json["id"]
+    bad = client.post("/api/v1/process-instances", headers={**people["clerk"], "Idempotency-Key": "x" * 300}, json=body)
+    assert bad.status_code == 422 and bad.json["errors"][0]["field"] == "Idempotency-Key"
+    assert client.get("/api/v1/process-instances", headers=people["clerk"]).json["total"] == 1
+    spec = client.get("/api/openapi.json").get_json()
+    parameters = spec["paths"]["/api/v1/process-instances"]["post"]["parameters"]
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in parameters)
