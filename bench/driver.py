@@ -86,6 +86,7 @@ class ServerProcess:
                 [str(gunicorn), "-w", "1", "-k", "gthread", "--threads", str(self.threads),
                  "-b", f"fd://{listener.fileno()}", "--log-level", "warning", self.app],
                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log, pass_fds=(listener.fileno(),),
+                start_new_session=True,  # a process group of its own, which kill() ends whole
             )
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=timeout) as response:
@@ -99,9 +100,10 @@ class ServerProcess:
         raise RuntimeError("server did not become ready")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, requests in flight are cut off."""
+        """SIGKILL to gunicorn and its workers (its own process group): no shutdown hooks, requests in
+        flight are cut off. (Killing gunicorn alone would leave its worker to finish them.)"""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
     def stop(self) -> None:
@@ -110,15 +112,15 @@ class ServerProcess:
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
 
 
-def call(base: str, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+def call(base: str, method: str, path: str, token: str, body: dict | None = None, *,
+         headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """One HTTP request over this thread's kept-alive connection to ``base``, as an integrator's HTTP
-    client keeps one; returns (status, JSON body); connection failures are status 0."""
+    client keeps one, with ``headers`` added; returns (status, JSON body); connection failures are status 0."""
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})}
     for _attempt in range(2):
         connection, reused = _connection(base)
         try:

@@ -109,6 +109,53 @@ def test_server_killed_mid_load_loses_and_half_writes_nothing(services, settings
         assert set(session.scalars(select(ProcessInstance.status))) == {"completed"}
 
 
+def test_starts_retried_with_their_idempotency_key_across_a_kill_start_each_instance_once(services, settings,
+                                                                                       tmp_path):
+    """Clients start instances with an Idempotency-Key each; the server is killed mid-load, so some
+    answers never arrive (whether those starts committed, the client cannot know). Afterwards every
+    client retries every start it sent with the same key, blindly: each business key has exactly one
+    instance, and every retry answers 201."""
+    token = prepare_database(settings.database_url, tmp_path / "data")
+    server = ServerProcess(settings.database_url, tmp_path / "data", threads=4).start()
+    first_answers: dict[str, int] = {}
+    sent = threading.Condition()
+    stop = threading.Event()
+
+    def start(base: str, key: str) -> int:
+        return call(base, "POST", "/process-instances", token, {"key": PROCESS_KEY, "businessKey": key},
+                    headers={"Idempotency-Key": key})[0]
+
+    def client(number: int) -> None:
+        for i in range(60):
+            if stop.is_set():
+                return
+            status = start(server.url, f"i{number}-{i}")
+            with sent:
+                first_answers[f"i{number}-{i}"] = status
+                sent.notify_all()
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in clients:
+        thread.start()
+    with sent:
+        assert sent.wait_for(lambda: len(first_answers) >= 16, timeout=60)
+    server.kill()
+    stop.set()
+    _join(clients)
+    assert 0 in first_answers.values(), "the kill cut no request short"
+
+    server = ServerProcess(settings.database_url, tmp_path / "data", threads=4).start()
+    try:
+        assert {key: start(server.url, key) for key in first_answers} == dict.fromkeys(first_answers, 201)
+    finally:
+        server.stop()
+    with services.database.read() as session:
+        per_key = dict(session.execute(select(ProcessInstance.business_key, func.count())
+                                       .group_by(ProcessInstance.business_key)).all())
+    assert per_key == dict.fromkeys(first_answers, 1)
+    _assert_consistent(services, [])
+
+
 def test_database_connections_cut_then_server_recovers_without_restart(services, settings, tmp_path, backend):
     if backend != "postgres":
         pytest.skip("cutting server-side connections is a PostgreSQL scenario")
