@@ -38,3 +38,19 @@ def test_start_list_and_complete_from_the_command_line(services, settings, monke
     assert done.exit_code == 0, done.output
     assert "Review refund request" in done.output and "running" in done.output
     assert "Approve refund" in runner.invoke(main, ["tasks", "list", "--user", "manager"]).output
+
+
+def test_a_start_run_again_with_its_idempotency_key_starts_nothing_new(services, settings, monkeypatch):
+    monkeypatch.setenv("BPMN_SERVER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BPMN_SERVER_DATA_DIR", str(settings.data_dir))
+    deploy_refund(services)
+    services.identity.create_user("clerk", groups=["clerks"])
+    command = ["instances", "start", "refund_request", "--business-key", "A-78", "--as", "clerk",
+               "--idempotency-key", "nightly-2026-12-01"]
+    first, again = CliRunner().invoke(main, command), CliRunner().invoke(main, command)
+    assert first.exit_code == again.exit_code == 0, (first.output, again.output)
+    assert again.output.split()[0] == first.output.split()[0]
+    assert "started before with this idempotency key" in again.output and "started before" not in first.output
+    assert services.instances.list(business_key="A-78").total == 1
+    other = CliRunner().invoke(main, [*command, "--var", "amount=1"])
+    assert other.exit_code == 1 and "was used for a different request" in other.output

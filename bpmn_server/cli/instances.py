@@ -34,7 +34,10 @@ def instances_group() -> None:
 @click.option("--business-key", help="the business key (e.g. the order number)")
 @click.option("--version", type=int, help="a given version instead of the latest")
 @click.option("--as", "actor", default="admin", show_default=True, help="the user who starts it")
-def start_command(key: str, pairs: tuple[str, ...], business_key: str | None, version: int | None, actor: str) -> None:
+@click.option("--idempotency-key", help="a key naming this start: run again with the same key (within 24 h), "
+                                        "it prints the instance the first run started instead of starting another")
+def start_command(key: str, pairs: tuple[str, ...], business_key: str | None, version: int | None, actor: str,
+                  idempotency_key: str | None) -> None:
     """Start an instance of process KEY and print its id, status and open activities."""
     from . import fail, load_services
 
@@ -42,12 +45,13 @@ def start_command(key: str, pairs: tuple[str, ...], business_key: str | None, ve
     try:
         principal = services.identity.principal_for(actor)
         info = services.instances.start(key, principal=principal, version=version, business_key=business_key,
-                                        variables=parse_vars(pairs))
+                                        variables=parse_vars(pairs), idempotency_key=idempotency_key)
     except BpmnServerError as error:
         fail(error)
         return
     activities = ", ".join(a.element_id for a in info.activities or []) or "-"
-    click.echo(f"{info.id} {info.definition_key} v{info.definition_version} {info.status} at: {activities}")
+    replayed = " (started before with this idempotency key)" if info.replayed else ""
+    click.echo(f"{info.id} {info.definition_key} v{info.definition_version} {info.status} at: {activities}{replayed}")
 
 
 @instances_group.command("list")
