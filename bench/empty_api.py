@@ -2,7 +2,8 @@
 API is built on), doing nothing but read the JSON body and answer JSON — no authentication, no
 database, no engine. Served by the same gunicorn settings as bpmn_server (bench/driver.ServerProcess),
 it measures what one request costs before any work of the server's own: client, socket, gunicorn,
-Werkzeug and Flask. ``bench/throughput.py`` adds it to the durable floor to bound the HTTP ratio.
+Werkzeug and Flask. ``bench/throughput.py`` also calls it in process as WSGI (Flask's own cost,
+whatever server runs it), which with bench/bare_http.py's round trips bounds the HTTP ratio.
 
     gunicorn -k gthread --threads 4 bench.empty_api:app
 """
