@@ -49,6 +49,7 @@ class Settings:
     login_failures_per_user: int = 5  # failed web sign-ins per username per window; 0: off
     login_failures_per_address: int = 20  # failed web sign-ins per client address per window; 0: off
     login_failure_window_seconds: int = 300
+    sop_public: bool = True  # /sop pages readable without signing in; false: only for signed-in users
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -100,3 +100,25 @@ def test_changes_page_compares_two_versions(client, services):
     assert "0 added, 0 removed, 1 changed steps" in " ".join(text.split())
     assert client.get("/sop/refund_request/diff/1/9").status_code == 404
     assert client.get("/sop/refund_request/diff/a/b").status_code == 404
+
+
+def test_handbooks_can_be_for_signed_in_users_only(services, settings, database, clock, monkeypatch):
+    """BPMN_SERVER_SOP_PUBLIC=false: /sop pages send visitors to sign in first, then show the page."""
+    import dataclasses
+
+    from bpmn_server import create_app
+    from bpmn_server.services import Services
+
+    from .web_support import fast_password_hashing, sign_in
+
+    deploy(services)
+    fast_password_hashing(monkeypatch)
+    services.identity.create_user("clerk", password="clerk-demo", groups=["clerks"])
+    private = Services(dataclasses.replace(settings, sop_public=False), database=database, clock=clock)
+    client = create_app(services=private, testing=True).test_client()
+    for url in ("/sop", "/sop/refund_request", "/sop/refund_request/v/1"):
+        visitor = client.get(url)
+        assert visitor.status_code == 302 and visitor.headers["Location"].startswith("/login?next=%2Fsop"), url
+    assert sign_in(client, "clerk", next_url="/sop/refund_request").headers["Location"] == "/sop/refund_request"
+    page = client.get("/sop/refund_request")
+    assert page.status_code == 200 and "<h1>Refund request</h1>" in page.get_data(as_text=True)

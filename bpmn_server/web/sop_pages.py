@@ -1,6 +1,8 @@
 """The SOP handbook pages: ``/sop`` (catalogue), ``/sop/<key>`` (latest version) and ``/sop/<key>/v/<n>``.
 
-Readable without signing in: a handbook is meant for everyone who does the work (see docs/sop.md).
+Readable without signing in by default: a handbook is meant for everyone who does the work (see
+docs/sop.md). With ``BPMN_SERVER_SOP_PUBLIC=false`` they are for signed-in users only, as every
+other page (the REST API's SOP endpoint always needs a token).
 """
 
 from __future__ import annotations
@@ -10,8 +12,15 @@ import html
 from flask import Blueprint, Response, current_app, request
 
 from ..errors import NotFound
+from .pages import require_sign_in
 
 bp = Blueprint("sop_pages", __name__)
+
+
+@bp.before_request
+def _sign_in_unless_public():
+    """Public handbooks need nobody; otherwise the pages' sign-in rule applies."""
+    return None if _services().settings.sop_public else require_sign_in()
 
 
 def _services():
