@@ -11,11 +11,11 @@ from datetime import UTC
 
 from flask import Response, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from ..audit.events import EVENT_TYPES
 from ..audit.service import EXPORT_FORMATS
+from .arguments import Blueprint
 from .auth import current_principal, services
 from .rate_limits import expensive
 from .schemas import PageQuerySchema, PageSchema

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from ..errors import InvalidInput, PreconditionFailed
 from ..parser.findings import has_errors
 from ..repository.service import DeploymentResult
+from .arguments import Blueprint
 from .auth import current_principal, services
 from .rate_limits import expensive
 from .schemas import FindingSchema, PageQuerySchema, PageSchema

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from .arguments import Blueprint
 from .auth import services
 from .problems import RETRY_AFTER_SECONDS, problem_response
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from .arguments import Blueprint
 from .auth import current_principal, require_admin, services
 
 blp = Blueprint("identity", __name__, url_prefix="/api/v1", description="Users, groups and tokens")

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from ..errors import PreconditionFailed
 from ..runtime.instances import STATUSES
+from .arguments import Blueprint
 from .auth import current_principal, services
 from .schemas import INT32, PageQuerySchema, PageSchema
 

@@ -4,9 +4,9 @@ event), broadcast a signal to every waiting instance."""
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from .arguments import Blueprint
 from .auth import current_principal, services
 
 blp = Blueprint("messages", __name__, url_prefix="/api/v1", description="Messages and signals")

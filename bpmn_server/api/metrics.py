@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..metrics import REGISTRY
 from ..store.figures import operational_figures
+from .arguments import Blueprint
 from .auth import services
 
 blp = Blueprint("metrics", __name__, description="Monitoring")

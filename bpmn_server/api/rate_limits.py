@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 
 from flask import Response, request
-from flask_smorest import Blueprint
 
 from ..errors import RateLimited
 from ..identity import Principal
 from ..identity.service import hash_token
 from ..store.rate_limits import bucket, expensive_requests, expensive_user_bucket
+from .arguments import Blueprint
 from .auth import current_principal, services
 from .problems import PROBLEM_MEDIA_TYPE, from_domain_error
 from .schemas import ProblemSchema

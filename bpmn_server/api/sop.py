@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from .arguments import Blueprint
 from .auth import current_principal, services
 from .rate_limits import expensive
 

@@ -5,10 +5,10 @@ honour ``If-Match`` with the task's row version (its ETag)."""
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from ..runtime.tasks import SCOPES, TASK_STATUSES
+from .arguments import Blueprint
 from .auth import current_principal, services
 from .instances import expected_version, with_etag
 from .schemas import INT32, PageQuerySchema, PageSchema

@@ -4,9 +4,9 @@ failed timer. A timer that keeps failing also opens an incident on its instance.
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from .arguments import Blueprint
 from .auth import require_admin, services
 from .schemas import PageQuerySchema, PageSchema
 

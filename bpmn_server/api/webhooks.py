@@ -7,10 +7,10 @@ Each delivery is a JSON POST signed with HMAC-SHA256 of the body under the subsc
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from ..runtime.outbox import EVENT_KINDS
+from .arguments import Blueprint
 from .auth import require_admin, services
 from .schemas import PageQuerySchema, PageSchema
 
