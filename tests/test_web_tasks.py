@@ -179,12 +179,19 @@ def test_an_instance_page_is_for_the_people_of_the_case(client, services, refund
     assert f'data-instance-id="{refund.id}"' not in client.get("/instances").get_data(as_text=True)
     refused = client.get(f"/instances/{refund.id}")
     assert refused.status_code == 403 and "may not see process instance" in refused.get_data(as_text=True)
+    assert _instance_count(client) == 0  # the version page counts what the instance list would show
 
     clerk = services.identity.principal_for("clerk")
     services.tasks.complete(_review_task(services).id, {**VALID_REVIEW, "amount": 750, "receipt_checked": True},
                             clerk)
     assert f'data-instance-id="{refund.id}"' in client.get("/instances").get_data(as_text=True)
     assert client.get(f"/instances/{refund.id}").status_code == 200
+    assert _instance_count(client) == 1
+
+
+def _instance_count(client) -> int:
+    html = client.get("/processes/refund_request/v/1").get_data(as_text=True)
+    return int(re.search(r"<dt>Instances</dt><dd><a [^>]*>(\d+)</a>", html).group(1))
 
 
 def test_auditors_export_the_instance_as_xes_and_verify_the_chain(client, services, refund):

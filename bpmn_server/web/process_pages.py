@@ -41,11 +41,12 @@ def finding_counts(definition) -> dict[str, int]:
 
 
 def instance_counts(definitions) -> dict[int, int]:
-    """How many instances each shown version has (once the runtime exists)."""
+    """How many instances of each shown version the signed-in user may read (the instance list shows
+    the same ones)."""
     instances = getattr(services(), "instances", None)
     if instances is None:
         return {}
-    return {d.id: instances.list(definition_id=d.id, limit=1).total for d in definitions}
+    return {d.id: instances.list(definition_id=d.id, principal=principal(), limit=1).total for d in definitions}
 
 
 @bp.app_template_global()
