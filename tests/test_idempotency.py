@@ -1,6 +1,7 @@
-"""Idempotent starts (runtime/idempotency.py): a start repeated with the same Idempotency-Key answers
-with the instance the first one started; the key is stored in the start's own transaction, belongs to
-its user, lasts a day, and names one request only. On SQLite and PostgreSQL."""
+"""Idempotent starts and messages (runtime/idempotency.py): a request repeated with the same
+Idempotency-Key answers as the first one did, and nothing is started or delivered twice; the key is
+stored in the transaction of the command that did the work, belongs to its user, lasts a day, and
+names one request only. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ from bpmn_server.errors import IdempotencyKeyReused, InvalidInput, NotExecutable
 from bpmn_server.store.models import IdempotencyKey, ProcessInstance
 
 from .models import linear_process
-from .runtime_helpers import CLERK, MANAGER, approval_process, create_people, race, upload
+from .runtime_helpers import (
+    ADMIN,
+    CLERK,
+    MANAGER,
+    approval_process,
+    create_people,
+    message_processes,
+    race,
+    upload,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -111,3 +121,66 @@ def test_over_rest_a_retry_gets_the_same_instance_with_idempotent_replayed(servi
     spec = client.get("/api/openapi.json").get_json()
     parameters = spec["paths"]["/api/v1/process-instances"]["post"]["parameters"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in parameters)
+
+
+@pytest.fixture
+def messages(services):
+    services.definitions.deploy(message_processes(), "messages.bpmn", "admin")
+
+
+def received(services, instance_id: str) -> int:
+    return sum(e["event_type"] == "message-received" for e in services.instances.history(instance_id))
+
+
+def test_a_message_sent_again_with_its_key_is_delivered_once(services, messages):
+    order = services.instances.start("order", principal=CLERK, business_key="O-1")
+    send = lambda: services.messages.correlate("Payment received", principal=ADMIN, business_key="O-1",  # noqa: E731
+                                               variables={"paid": 5}, idempotency_key="psp-evt-1")
+    first, again = send(), send()  # without the key the second would be a 404: nobody waits any more
+    assert first.instance_ids == again.instance_ids == [order.id]
+    assert not first.replayed and again.replayed and not again.started
+    assert received(services, order.id) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        services.messages.correlate("Payment received", principal=ADMIN, business_key="O-1",
+                                    variables={"paid": 6}, idempotency_key="psp-evt-1")
+
+
+def test_a_message_start_sent_again_with_its_key_starts_one_instance(services, messages):
+    send = lambda: services.messages.correlate("Customer inquiry", principal=ADMIN,  # noqa: E731
+                                               business_key="Q-1", idempotency_key="mail-42")
+    first, again = send(), send()
+    assert first.started and again.started and again.replayed and first.instance_ids == again.instance_ids
+    assert services.instances.list(key="inquiry").total == 1
+
+
+def test_a_key_with_all_is_refused_before_anything_happens(services, messages):
+    services.instances.start("order", principal=CLERK, business_key="O-1")
+    with pytest.raises(InvalidInput) as refused:
+        services.messages.correlate("Payment received", principal=ADMIN, all=True, idempotency_key="k")
+    assert refused.value.extra["errors"][0]["field"] == "Idempotency-Key"
+    assert services.instances.list(key="order", status="waiting").total == 1
+
+
+def test_twin_messages_with_one_key_reach_the_instance_once(services, messages):
+    order = services.instances.start("order", principal=CLERK, business_key="O-9")
+    deliver = lambda: services.messages.correlate("Payment received", principal=ADMIN,  # noqa: E731
+                                                  business_key="O-9", idempotency_key="twin-message")
+    start = lambda: services.messages.correlate("Customer inquiry", principal=ADMIN,  # noqa: E731
+                                                business_key="Q-9", idempotency_key="twin-start")
+    delivered, started = race([deliver, deliver, deliver]), race([start, start, start])
+    assert not [r for r in delivered + started if isinstance(r, Exception)], delivered + started
+    assert {tuple(r.instance_ids) for r in delivered} == {(order.id,)} and received(services, order.id) == 1
+    assert len({tuple(r.instance_ids) for r in started}) == 1 and services.instances.list(key="inquiry").total == 1
+
+
+def test_over_rest_a_message_sent_again_with_its_key_is_idempotent_replayed(services, client, auth):
+    people = create_people(services)
+    assert upload(client, auth, message_processes(), "messages.bpmn").status_code == 201
+    headers = {**people["clerk"], "Idempotency-Key": "evt-7"}
+    body = {"name": "Customer inquiry", "businessKey": "Q-7"}
+    first = client.post("/api/v1/messages", headers=headers, json=body)
+    again = client.post("/api/v1/messages", headers=headers, json=body)
+    assert first.status_code == again.status_code == 200 and first.json == again.json
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    both = client.post("/api/v1/messages", headers=headers, json={**body, "all": True})
+    assert both.status_code == 422 and both.json["errors"][0]["field"] == "Idempotency-Key"

@@ -12,7 +12,7 @@ from ..errors import PreconditionFailed
 from ..runtime.instances import STATUSES
 from .arguments import Blueprint
 from .auth import current_principal, services
-from .schemas import INT32, PageQuerySchema, PageSchema
+from .schemas import INT32, PageQuerySchema, PageSchema, idempotency_key_header, replayed_header
 
 blp = Blueprint("instances", __name__, url_prefix="/api/v1", description="Process instances")
 
@@ -123,13 +123,6 @@ _IF_MATCH = {"parameters": [{"in": "header", "name": "If-Match", "required": Fal
                              "description": "the row version (ETag) you read; 412 if the instance changed since"}]}
 
 
-_IDEMPOTENCY_KEY = {"parameters": [{
-    "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 255},
-    "description": "a key of your choice (e.g. a UUID) naming this start: sent again with the same request "
-                   "within 24 hours, the answer is the instance the first request started (header "
-                   "Idempotent-Replayed: true), not a second one; the same key with a different request: 422"}]}
-
-
 def expected_version() -> int | None:
     """The row version of an ``If-Match`` header (``"3"`` or ``W/"3"``), None without one."""
     header = request.headers.get("If-Match")
@@ -150,7 +143,7 @@ def with_etag(body, row_version: int):
 
 @blp.route("/process-instances")
 class Instances(MethodView):
-    @blp.doc(**_IDEMPOTENCY_KEY)
+    @blp.doc(**idempotency_key_header("start", "the instance the first request started"))
     @blp.arguments(StartSchema)
     @blp.response(201, InstanceSchema)
     def post(self, data):
@@ -162,9 +155,8 @@ class Instances(MethodView):
             definition_id=data.get("definition_id"), business_key=data.get("business_key"),
             variables=data.get("variables"), idempotency_key=request.headers.get("Idempotency-Key"),
         )
-        headers = {"Location": f"/api/v1/process-instances/{info.id}", "ETag": f'"{info.row_version}"'}
-        if info.replayed:
-            headers["Idempotent-Replayed"] = "true"
+        headers = {"Location": f"/api/v1/process-instances/{info.id}", "ETag": f'"{info.row_version}"',
+                   **replayed_header(info.replayed)}
         return info, 201, headers
 
     @blp.arguments(InstanceQuerySchema, location="query")

@@ -3,11 +3,13 @@ event), broadcast a signal to every waiting instance."""
 
 from __future__ import annotations
 
+from flask import request
 from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from .arguments import Blueprint
 from .auth import current_principal, services
+from .schemas import idempotency_key_header, replayed_header
 
 blp = Blueprint("messages", __name__, url_prefix="/api/v1", description="Messages and signals")
 
@@ -36,14 +38,18 @@ class CorrelationSchema(Schema):
 
 @blp.route("/messages")
 class Messages(MethodView):
+    @blp.doc(**idempotency_key_header("message", "the first delivery's answer"))
     @blp.arguments(MessageSchema)
     @blp.response(200, CorrelationSchema)
     def post(self, data):
-        """Correlate a message: 404 when nothing waits for it, 409 when several instances match without all."""
-        return services().messages.correlate(
+        """Correlate a message: 404 when nothing waits for it, 409 when several instances match without all;
+        safe to retry with an Idempotency-Key (not with all)."""
+        result = services().messages.correlate(
             data["name"], principal=current_principal(), business_key=data.get("business_key"),
             correlation_keys=data["correlation_keys"], variables=data["variables"], all=data["all"],
+            idempotency_key=request.headers.get("Idempotency-Key"),
         )
+        return result, 200, replayed_header(result.replayed)
 
 
 @blp.route("/signals")

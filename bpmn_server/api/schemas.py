@@ -46,3 +46,17 @@ class ProblemSchema(Schema):
     findings = fields.List(fields.Nested(FindingSchema))
     line = fields.Integer()
     column = fields.Integer()
+
+
+def idempotency_key_header(what: str, first_answer: str) -> dict:
+    """The OpenAPI documentation of the ``Idempotency-Key`` request header of an endpoint (runtime/idempotency.py)."""
+    return {"parameters": [{
+        "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 255},
+        "description": f"a key of your choice (e.g. a UUID) naming this {what}: sent again with the same request "
+                       f"within 24 hours, the answer is {first_answer} (header Idempotent-Replayed: true), and "
+                       "nothing happens twice; the same key with a different request: 422 idempotency-key-reused"}]}
+
+
+def replayed_header(replayed: bool) -> dict[str, str]:
+    """``Idempotent-Replayed: true`` on an answer repeated for a request sent again with its key."""
+    return {"Idempotent-Replayed": "true"} if replayed else {}

@@ -1,13 +1,14 @@
-"""Idempotent starts: a client sends an ``Idempotency-Key`` with a start (the IETF httpapi draft's
-header), and a retry with the same key gets the instance the first request started instead of a
-second one — after a timeout, a dropped connection, or a connection lost while the server committed,
-when the client cannot know whether the start happened.
+"""Idempotent requests: a client sends an ``Idempotency-Key`` with a start or a message (the IETF
+httpapi draft's header), and a retry with the same key gets the first request's answer instead of a
+second start or delivery — after a timeout, a dropped connection, or a connection lost while the
+server committed, when the client cannot know whether the request took effect.
 
-The key is stored with a hash of the request and the instance id *in the start's own transaction*,
-so either both exist or neither does. Keys belong to the user who sent them (two clients may use the
-same key) and are kept for ``KEEP`` (a day); an expired key starts anew. The same key with a different
-request is refused (``IdempotencyKeyReused``, 422). Two requests with the same key at the same time:
-the database's primary key lets one start commit; the other finds its key and answers with its instance.
+The key is stored with a hash of the request and what it did (the instance it started or reached)
+*in the same transaction as the command that did it*, so either both exist or neither does. Keys
+belong to the user who sent them (two clients may use the same key) and are kept for ``KEEP`` (a
+day); an expired key is new again. The same key with a different request is refused
+(``IdempotencyKeyReused``, 422). Two requests with the same key at the same time: the key's primary
+key (or the instance lock) lets one command commit; the other finds the key and answers as the first.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,10 +28,12 @@ from ..store import Database
 from ..store.models import IdempotencyKey
 
 KEEP = timedelta(hours=24)
+STARTED = "started"
+DELIVERED = "delivered"
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")  # visible ASCII and spaces, as an HTTP header carries it
 
 _TABLE = IdempotencyKey.__table__
-_FIND = select(_TABLE.c.request_hash, _TABLE.c.instance_id).where(
+_FIND = select(_TABLE.c.request_hash, _TABLE.c.instance_id, _TABLE.c.outcome).where(
     _TABLE.c.owner == bindparam("owner"), _TABLE.c.key == bindparam("key"), _TABLE.c.created_at > bindparam("since"))
 _FORGET_EXPIRED = delete(_TABLE).where(_TABLE.c.owner == bindparam("owner"), _TABLE.c.created_at <= bindparam("since"))
 _REMEMBER = insert(_TABLE)
@@ -43,29 +47,46 @@ def checked_key(key: str | None) -> str | None:
                        errors=[{"field": "Idempotency-Key", "message": "1 to 255 visible ASCII characters"}])
 
 
-def request_hash(request: dict[str, Any]) -> str:
-    """sha256 of the request's canonical JSON: what a retry must repeat exactly."""
-    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+@dataclass(frozen=True)
+class Answer:
+    """What the first request with a key did: the instance it started or reached."""
+
+    instance_id: str
+    outcome: str  # STARTED or DELIVERED
 
 
-def started_before(database: Database, owner: str, key: str, fingerprint: str, now: datetime) -> str | None:
-    """The instance an earlier request with this key started (None: the key is new or expired);
-    IdempotencyKeyReused if that request was a different one."""
-    with database.query() as connection:
-        row = connection.execute(_FIND, {"owner": owner, "key": key, "since": now - KEEP}).first()
-    if row is None:
-        return None
-    if row.request_hash != fingerprint:
-        raise IdempotencyKeyReused(
-            f"the Idempotency-Key '{key}' was used for a different request (instance {row.instance_id}); "
-            "use a new key for a new request", instance_id=row.instance_id)
-    return row.instance_id
+@dataclass
+class IdempotentRequest:
+    """One keyed request of ``owner``: look up what an earlier one did, remember what this one does."""
 
+    database: Database
+    owner: str
+    key: str
+    request: dict[str, Any]  # what a retry must repeat exactly (the kind of request included)
+    now: datetime
 
-def remember(session: Session, owner: str, key: str, fingerprint: str, instance_id: str, now: datetime) -> None:
-    """Store the key with the start, in its transaction; a twin request that stored it first makes the
-    INSERT fail (IntegrityError), and the whole start rolls back."""
-    connection = session.connection()
-    connection.execute(_FORGET_EXPIRED, {"owner": owner, "since": now - KEEP})
-    connection.execute(_REMEMBER, {"owner": owner, "key": key, "request_hash": fingerprint,
-                                   "instance_id": instance_id, "created_at": now})
+    @property
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.request, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def answered_before(self) -> Answer | None:
+        """What an earlier request with this key did (None: the key is new or expired);
+        IdempotencyKeyReused if that request was a different one."""
+        with self.database.query() as connection:
+            row = connection.execute(_FIND, {"owner": self.owner, "key": self.key, "since": self.now - KEEP}).first()
+        if row is None:
+            return None
+        if row.request_hash != self.fingerprint:
+            raise IdempotencyKeyReused(
+                f"the Idempotency-Key '{self.key}' was used for a different request (instance {row.instance_id}); "
+                "use a new key for a new request", instance_id=row.instance_id)
+        return Answer(row.instance_id, row.outcome)
+
+    def remember(self, session: Session, instance_id: str, outcome: str) -> None:
+        """Store the key with the command that did the work, in its transaction; a twin request that
+        stored it first makes the INSERT fail (IntegrityError), and the whole command rolls back."""
+        connection = session.connection()
+        connection.execute(_FORGET_EXPIRED, {"owner": self.owner, "since": self.now - KEEP})
+        connection.execute(_REMEMBER, {"owner": self.owner, "key": self.key, "request_hash": self.fingerprint,
+                                       "instance_id": instance_id, "outcome": outcome, "created_at": self.now})

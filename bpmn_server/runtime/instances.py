@@ -95,13 +95,13 @@ class InstanceService:
         """
         if idempotency.checked_key(idempotency_key) is None:
             return self._start(key, principal, version, definition_id, business_key, variables, action)
-        now, owner = self.clock.now(), principal.username
-        fingerprint = idempotency.request_hash({"key": key, "version": version, "definition_id": definition_id,
-                                                "business_key": business_key, "variables": variables})
-        earlier = idempotency.started_before(self.database, owner, idempotency_key, fingerprint, now)
+        keyed = idempotency.IdempotentRequest(self.database, principal.username, idempotency_key, {
+            "start": key, "version": version, "definition_id": definition_id, "business_key": business_key,
+            "variables": variables}, self.clock.now())
+        earlier = keyed.answered_before()
         if earlier is None:
             def start_and_remember(command: Command) -> None:
-                idempotency.remember(command.session, owner, idempotency_key, fingerprint, command.instance.id, now)
+                keyed.remember(command.session, command.instance.id, idempotency.STARTED)
                 if action is not None:
                     action(command)
 
@@ -109,10 +109,10 @@ class InstanceService:
                 return self._start(key, principal, version, definition_id, business_key, variables,
                                    start_and_remember)
             except IntegrityError:  # a twin request with this key committed first: answer with its instance
-                earlier = idempotency.started_before(self.database, owner, idempotency_key, fingerprint, now)
+                earlier = keyed.answered_before()
                 if earlier is None:
                     raise
-        info = self.get(earlier)
+        info = self.get(earlier.instance_id)
         info.replayed = True
         return info
 

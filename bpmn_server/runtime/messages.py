@@ -11,6 +11,7 @@ without ``all``: 409, naming how many.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from SpiffWorkflow.bpmn.specs.defaults import StartEvent
@@ -19,11 +20,13 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from ..audit import events
 from ..errors import BpmnServerError, Conflict, InvalidInput, NotFound
 from ..identity.principal import Principal
 from ..store.models import MessageWait, ProcessDefinition, ProcessInstance
+from . import idempotency
 from .commands import Command, caught_definitions, event_definition_of
 from .instances import InstanceService, check_variables
 from .views import CorrelationResult
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 MESSAGE = "message"
 SIGNAL = "signal"
 _DELIVERY_ATTEMPTS = 3
+Remember = Callable[[Command, str], None]  # stores an idempotency key with the command (and its outcome)
 
 
 class MessageService:
@@ -56,12 +60,42 @@ class MessageService:
         correlation_keys: dict[str, Any] | None = None,
         variables: dict[str, Any] | None = None,
         all: bool = False,
+        idempotency_key: str | None = None,
     ) -> CorrelationResult:
-        """Deliver message ``name`` to the instance waiting for it, or start the process it starts."""
+        """Deliver message ``name`` to the instance waiting for it, or start the process it starts.
+
+        With an ``idempotency_key`` (runtime/idempotency.py), the same message sent again with the key
+        by the same user within a day answers as the first did (``replayed``) instead of reaching or
+        starting an instance once more; not with ``all``, whose deliveries are separate commands.
+        """
         if not name or not name.strip():
             raise InvalidInput("a message needs a name", errors=[{"field": "name", "message": "is required"}])
         variables = check_variables(variables)
         correlation_keys = dict(correlation_keys or {})
+        if idempotency.checked_key(idempotency_key) is None:
+            return self._correlate(name, principal, business_key, correlation_keys, variables, all, None)
+        if all:
+            raise InvalidInput("an Idempotency-Key names one delivery; a message sent with all=true may reach several "
+                               "instances, each in a command of its own",
+                               errors=[{"field": "Idempotency-Key", "message": "cannot be sent with all=true"}])
+        keyed = idempotency.IdempotentRequest(self.database, principal.username, idempotency_key, {
+            "message": name, "business_key": business_key, "correlation_keys": correlation_keys,
+            "variables": variables}, self.instances.clock.now())
+        earlier = keyed.answered_before()
+        if earlier is None:
+            try:
+                return self._correlate(name, principal, business_key, correlation_keys, variables, False,
+                                       lambda command, outcome: keyed.remember(command.session, command.instance.id,
+                                                                               outcome))
+            except (Conflict, NotFound, IntegrityError):  # a twin request with this key took effect first?
+                earlier = keyed.answered_before()
+                if earlier is None:
+                    raise
+        return CorrelationResult(name, [earlier.instance_id], started=earlier.outcome == idempotency.STARTED,
+                                 replayed=True)
+
+    def _correlate(self, name: str, principal: Principal, business_key: str | None, correlation_keys: dict[str, Any],
+                   variables: dict[str, Any], all: bool, remember: Remember | None) -> CorrelationResult:
         targets = self._waiting_instances(MESSAGE, name, business_key, correlation_keys)
         if not targets:
             definitions = self._starting_definitions(MESSAGE, name)
@@ -74,15 +108,15 @@ class MessageService:
                 raise Conflict(f"message '{name}' starts {len(definitions)} different processes "
                                f"({', '.join(d.key for d in definitions)}); send it with all=true to start each",
                                message_name=name)
-            started = [self._start_with(MESSAGE, name, d, principal.username, business_key, variables)
+            started = [self._start_with(MESSAGE, name, d, principal.username, business_key, variables, remember)
                        for d in definitions]
             return CorrelationResult(name, started, started=True)
         if len(targets) > 1 and not all:
             raise Conflict(f"{len(targets)} process instances wait for message '{name}'; narrow it down with a "
                            "business key or correlation keys, or send it with all=true",
                            message_name=name, matches=len(targets))
-        delivered = [self._deliver(instance_id, MESSAGE, name, variables, principal.username, required=not all)
-                     for instance_id in targets]
+        delivered = [self._deliver(instance_id, MESSAGE, name, variables, principal.username, required=not all,
+                                   remember=remember) for instance_id in targets]
         return CorrelationResult(name, [i for i in delivered if i])
 
     # -- signals ---------------------------------------------------------------------------------
@@ -157,8 +191,9 @@ class MessageService:
         return all(k in variables and variables[k] == v for k, v in missing.items())
 
     def _deliver(self, instance_id: str, kind: str, name: str, variables: dict[str, Any], actor: str,
-                 *, required: bool) -> str | None:
-        """One command: the waiting catch events of ``name`` in the instance catch it; None if none waits."""
+                 *, required: bool, remember: Remember | None = None) -> str | None:
+        """One command: the waiting catch events of ``name`` in the instance catch it; None if none waits.
+        ``remember`` (an idempotency key) is stored in the command that delivers."""
 
         def action(command: Command) -> bool:
             event_definition = MessageEventDefinition(name) if kind == MESSAGE else SignalEventDefinition(name)
@@ -172,6 +207,8 @@ class MessageService:
                 command.audit_task(events.MESSAGE_RECEIVED if kind == MESSAGE else events.SIGNAL_RECEIVED, task,
                                    data={"name": name, "variables": variables})
             command.workflow.catch(BpmnEvent(event_definition, payload=dict(variables)))
+            if remember is not None:
+                remember(command, idempotency.DELIVERED)
             return True
 
         for attempt in range(_DELIVERY_ATTEMPTS):
@@ -184,7 +221,7 @@ class MessageService:
         return None
 
     def _start_with(self, kind: str, name: str, definition: ProcessDefinition, actor: str,
-                    business_key: str | None, variables: dict[str, Any]) -> str:
+                    business_key: str | None, variables: dict[str, Any], remember: Remember | None = None) -> str:
         event_definition = MessageEventDefinition(name) if kind == MESSAGE else SignalEventDefinition(name)
 
         def action(command: Command) -> None:
@@ -195,6 +232,8 @@ class MessageService:
                     command.audit_task(events.MESSAGE_RECEIVED if kind == MESSAGE else events.SIGNAL_RECEIVED, task,
                                        data={"name": name, "variables": variables, "started": True})
             workflow.catch(BpmnEvent(event_definition, payload=dict(variables)))
+            if remember is not None:
+                remember(command, idempotency.STARTED)
 
         command = self.runner.start(definition, actor=actor, business_key=business_key, variables=variables,
                                     action=action)

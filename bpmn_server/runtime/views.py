@@ -133,6 +133,7 @@ class CorrelationResult:
     message_name: str
     instance_ids: list[str]
     started: bool = False
+    replayed: bool = False  # answered from an earlier request with the same Idempotency-Key
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -416,8 +416,8 @@ class RateLimit(Base):
 
 
 class IdempotencyKey(Base):
-    """A client's ``Idempotency-Key`` of a start, kept for a day (``runtime.idempotency``): a retry with
-    the same key gets the instance the first request started instead of a second one."""
+    """A client's ``Idempotency-Key`` of a start or a message, kept for a day (``runtime.idempotency``):
+    a retry with the same key gets the first request's answer instead of a second start or delivery."""
 
     __tablename__ = "idempotency_key"
     __table_args__ = (Index("ix_idempotency_key_created_at", "created_at"),)
@@ -425,5 +425,6 @@ class IdempotencyKey(Base):
     owner: Mapped[str] = mapped_column(String(255), primary_key=True)  # the username keys belong to
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the request, to refuse a reused key
-    instance_id: Mapped[str] = mapped_column(String(36))
+    instance_id: Mapped[str] = mapped_column(String(36))  # the instance the request started or reached
+    outcome: Mapped[str] = mapped_column(String(16))  # started | delivered
     created_at: Mapped[datetime]

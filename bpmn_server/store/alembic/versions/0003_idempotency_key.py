@@ -1,4 +1,4 @@
-"""idempotency_key: a client's Idempotency-Key of an instance start, kept for a day (runtime.idempotency)
+"""idempotency_key: a client's Idempotency-Key of a start or a message, kept for a day (runtime.idempotency)
 
 Revision ID: 0003
 Revises: 0002
@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=255), nullable=False),
     sa.Column('request_hash', sa.String(length=64), nullable=False),
     sa.Column('instance_id', sa.String(length=36), nullable=False),
+    sa.Column('outcome', sa.String(length=16), nullable=False),
     sa.Column('created_at', bpmn_server.store.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('owner', 'key')
     )
