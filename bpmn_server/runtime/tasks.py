@@ -416,24 +416,45 @@ def principal_params(principal: Principal) -> dict[str, Any]:
 def involved_condition(has_groups: bool):
     """SQL: the principal (``principal_params``) has, had or may take the task: its assignee, who
     claimed or completed it, or a candidate (``candidate_condition``)."""
-    username = bindparam("username")
-    return or_(HumanTask.assignee == username, HumanTask.claimed_by == username,
-               HumanTask.completed_by == username, candidate_condition(has_groups))
+    return or_(_named_in(), candidate_condition(has_groups))
+
+
+def involved_instances(has_groups: bool) -> list[Select]:
+    """The instance ids of the tasks ``involved_condition`` matches, as SELECTs to unite: the tasks of
+    the principal's groups found through the candidate-group index, the rest in one pass over the
+    tasks — a set found once, where the condition would be probed task by task."""
+    direct = select(HumanTask.instance_id).where(or_(_named_in(), _named_candidate(), _open_to_everyone()))
+    if not has_groups:
+        return [direct]
+    return [direct, select(HumanTask.instance_id).join(TaskCandidateGroup, TaskCandidateGroup.task_id == HumanTask.id)
+            .where(TaskCandidateGroup.group_name.in_(bindparam("groups", expanding=True)))]
 
 
 def candidate_condition(has_groups: bool):
     """SQL: the principal (``username``, ``groups``) is a candidate, or the task has no candidates at
-    all (open to everyone). Candidate users are a JSON list; the principal is in it when its text
-    contains the JSON-quoted username (``candidate_user``)."""
+    all (open to everyone)."""
     in_group = exists().where(TaskCandidateGroup.task_id == HumanTask.id,
                               TaskCandidateGroup.group_name.in_(bindparam("groups", expanding=True))) \
         if has_groups else false()
-    no_candidates = and_(
-        ~exists().where(TaskCandidateGroup.task_id == HumanTask.id),
-        or_(cast(HumanTask.candidate_users, String) == "[]", HumanTask.candidate_users.is_(None)),
-    )
-    named = cast(HumanTask.candidate_users, String).like(bindparam("candidate_user"), escape="/")
-    return or_(in_group, named, no_candidates)
+    return or_(in_group, _named_candidate(), _open_to_everyone())
+
+
+def _named_in():
+    username = bindparam("username")
+    return or_(HumanTask.assignee == username, HumanTask.claimed_by == username, HumanTask.completed_by == username)
+
+
+def _named_candidate():
+    """Candidate users are a JSON list; the principal is in it when its text contains the JSON-quoted
+    username (``candidate_user``)."""
+    return cast(HumanTask.candidate_users, String).like(bindparam("candidate_user"), escape="/")
+
+
+def _open_to_everyone():
+    """No candidate groups and no candidate users. The task's own JSON lists say so (its candidate-group
+    index rows are written from the same list, once, when the task is created)."""
+    return and_(*(or_(cast(column, String) == "[]", column.is_(None))
+                  for column in (HumanTask.candidate_groups, HumanTask.candidate_users)))
 
 
 def _like_escaped(text: str) -> str:
