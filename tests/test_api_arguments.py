@@ -53,3 +53,9 @@ def test_both_spellings_of_one_name_are_refused(client, people):
     query = client.get("/api/v1/tasks?instance_id=a&instanceId=b", headers=people["clerk"])
     assert query.status_code == 422 and "give either instance_id or instanceId" in query.json["detail"]
     assert client.get("/api/v1/process-instances", headers=people["clerk"]).json["total"] == 0
+
+
+@pytest.mark.parametrize("body", ["business_key", ["business_key"], 7, None])
+def test_a_body_that_is_not_an_object_is_a_422(client, people, body):
+    refused = client.post("/api/v1/process-instances", headers=people["clerk"], json=body)
+    assert refused.status_code == 422 and refused.mimetype == PROBLEM, refused.get_data(as_text=True)

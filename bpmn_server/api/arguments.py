@@ -25,6 +25,8 @@ class ArgumentsParser(FlaskParser):
 
     def pre_load(self, location_data: Mapping, *, schema: ma.Schema, req, location: str) -> Mapping:
         """``location_data`` with response-style (snake_case) names given their request spelling."""
+        if not isinstance(location_data, Mapping):  # a JSON body that is not an object: the schema says so
+            return location_data
         spellings = {name: field.data_key for name, field in schema.fields.items()
                      if field.data_key and field.data_key != name and name in location_data}
         if not spellings:
