@@ -83,6 +83,15 @@ def test_a_key_lasts_a_day(services, approval, clock):
         assert session.scalars(select(IdempotencyKey.instance_id)).all() == [later.id]
 
 
+def test_expired_keys_of_every_user_are_pruned(services, approval, clock):
+    services.instances.start("approval", principal=CLERK, idempotency_key="old")  # prunes nothing yet
+    services.instances.start("approval", principal=MANAGER, idempotency_key="old")
+    clock.advance(timedelta(hours=25))
+    services.instances.start("approval", principal=CLERK, idempotency_key="new")  # due: expired keys go
+    with services.database.read() as session:
+        assert session.execute(select(IdempotencyKey.owner, IdempotencyKey.key)).all() == [(CLERK.username, "new")]
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "new\nline", "schlüssel"])
 def test_keys_that_cannot_be_header_values_are_refused(services, approval, key):
     with pytest.raises(InvalidInput) as refused:

@@ -6,7 +6,8 @@ server committed, when the client cannot know whether the request took effect.
 The key is stored with a hash of the request and what it did (the instance it started or reached)
 *in the same transaction as the command that did it*, so either both exist or neither does. Keys
 belong to the user who sent them (two clients may use the same key) and are kept for ``KEEP`` (a
-day); an expired key is new again. The same key with a different request is refused
+day); an expired key is new again, and expired keys are deleted in batches at most every
+``PRUNE_INTERVAL`` by each process that takes keyed requests. The same key with a different request is refused
 (``IdempotencyKeyReused``, 422). Two requests with the same key at the same time: the key's primary
 key (or the instance lock) lets one command commit; the other finds the key and answers as the first.
 """
@@ -16,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from ..errors import IdempotencyKeyReused, InvalidInput
@@ -28,6 +30,8 @@ from ..store import Database
 from ..store.models import IdempotencyKey
 
 KEEP = timedelta(hours=24)
+PRUNE_INTERVAL = timedelta(minutes=10)
+PRUNE_BATCH = 1000
 STARTED = "started"
 DELIVERED = "delivered"
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")  # visible ASCII and spaces, as an HTTP header carries it
@@ -35,7 +39,11 @@ _KEY = re.compile(r"[\x20-\x7e]{1,255}")  # visible ASCII and spaces, as an HTTP
 _TABLE = IdempotencyKey.__table__
 _FIND = select(_TABLE.c.request_hash, _TABLE.c.instance_id, _TABLE.c.outcome).where(
     _TABLE.c.owner == bindparam("owner"), _TABLE.c.key == bindparam("key"), _TABLE.c.created_at > bindparam("since"))
-_FORGET_EXPIRED = delete(_TABLE).where(_TABLE.c.owner == bindparam("owner"), _TABLE.c.created_at <= bindparam("since"))
+_FORGET_IF_EXPIRED = delete(_TABLE).where(_TABLE.c.owner == bindparam("owner"), _TABLE.c.key == bindparam("key"),
+                                          _TABLE.c.created_at <= bindparam("since"))
+_PRUNE = delete(_TABLE).where(tuple_(_TABLE.c.owner, _TABLE.c.key).in_(
+    select(_TABLE.c.owner, _TABLE.c.key).where(_TABLE.c.created_at <= bindparam("since")).limit(PRUNE_BATCH)
+    .with_for_update(skip_locked=True)))  # never wait for (or deadlock with) another process's prune
 _REMEMBER = insert(_TABLE)
 
 
@@ -87,6 +95,30 @@ class IdempotentRequest:
         """Store the key with the command that did the work, in its transaction; a twin request that
         stored it first makes the INSERT fail (IntegrityError), and the whole command rolls back."""
         connection = session.connection()
-        connection.execute(_FORGET_EXPIRED, {"owner": self.owner, "since": self.now - KEEP})
+        connection.execute(_FORGET_IF_EXPIRED, {"owner": self.owner, "key": self.key, "since": self.now - KEEP})
         connection.execute(_REMEMBER, {"owner": self.owner, "key": self.key, "request_hash": self.fingerprint,
                                        "instance_id": instance_id, "outcome": outcome, "created_at": self.now})
+
+
+class IdempotencyKeys:
+    """The keyed requests of one process's services, and the pruning of expired keys."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._next_prune: datetime | None = None
+        self._lock = threading.Lock()
+
+    def request(self, owner: str, key: str, request: dict[str, Any], now: datetime) -> IdempotentRequest:
+        """A keyed request; expired keys are pruned first when it is time."""
+        with self._lock:
+            due = self._next_prune is None or now >= self._next_prune
+            if due:
+                self._next_prune = now + PRUNE_INTERVAL
+        if due:
+            self.prune(now)
+        return IdempotentRequest(self.database, owner, key, request, now)
+
+    def prune(self, now: datetime) -> int:
+        """Delete up to ``PRUNE_BATCH`` expired keys; how many went."""
+        with self.database.transaction() as session:
+            return session.execute(_PRUNE, {"since": now - KEEP}).rowcount

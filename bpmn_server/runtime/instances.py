@@ -60,6 +60,7 @@ class InstanceService:
         self.engine = engine
         self.definitions = definitions
         self.runner = CommandRunner(database, clock, engine)
+        self.idempotency_keys = idempotency.IdempotencyKeys(database)  # shared with the message service
 
     # -- commands --------------------------------------------------------------------------------
     def apply(self, instance_id: str, action: Callable[[BpmnWorkflow], Any], *, actor: str,
@@ -95,7 +96,7 @@ class InstanceService:
         """
         if idempotency.checked_key(idempotency_key) is None:
             return self._start(key, principal, version, definition_id, business_key, variables, action)
-        keyed = idempotency.IdempotentRequest(self.database, principal.username, idempotency_key, {
+        keyed = self.idempotency_keys.request(principal.username, idempotency_key, {
             "start": key, "version": version, "definition_id": definition_id, "business_key": business_key,
             "variables": variables}, self.clock.now())
         earlier = keyed.answered_before()

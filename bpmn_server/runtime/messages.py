@@ -78,7 +78,7 @@ class MessageService:
             raise InvalidInput("an Idempotency-Key names one delivery; a message sent with all=true may reach several "
                                "instances, each in a command of its own",
                                errors=[{"field": "Idempotency-Key", "message": "cannot be sent with all=true"}])
-        keyed = idempotency.IdempotentRequest(self.database, principal.username, idempotency_key, {
+        keyed = self.instances.idempotency_keys.request(principal.username, idempotency_key, {
             "message": name, "business_key": business_key, "correlation_keys": correlation_keys,
             "variables": variables}, self.instances.clock.now())
         earlier = keyed.answered_before()
