@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import DIAGRAMS_DIR
 from tests.models import definitions
-from tests.web_support import fast_password_hashing, page_token, sign_in
+from tests.web_support import csrf_from, fast_password_hashing, page_token, sign_in
 
 pytestmark = pytest.mark.usefixtures("refund")
 
@@ -221,6 +221,22 @@ def test_start_an_instance_from_the_version_page(client, services):
     assert response.status_code == 303
     instance_id = response.headers["Location"].rsplit("/", 1)[1]
     assert services.instances.get(instance_id).business_key == "B-7"
+
+
+def test_a_start_form_sent_twice_starts_one_instance(client, services):
+    """A double click (or the form sent again) shows the instance the first submission started; the
+    same form sent with another business key starts another."""
+    sign_in(client, "clerk", next_url="/processes")
+    page = client.get("/processes/refund_request/v/1").get_data(as_text=True)
+    form = {"business_key": "B-8", "csrf_token": csrf_from(page),
+            "start_request": re.search(r'name="start_request" value="([0-9a-f]{32})"', page).group(1)}
+    first, again = (client.post("/processes/refund_request/v/1/start", data=form) for _ in range(2))
+    assert first.status_code == again.status_code == 303 and first.headers["Location"] == again.headers["Location"]
+    other = client.post("/processes/refund_request/v/1/start", data={**form, "business_key": "B-9"})
+    assert other.headers["Location"] != first.headers["Location"]
+    assert [services.instances.list(business_key=key).total for key in ("B-8", "B-9")] == [1, 1]
+    fresh = client.get("/processes/refund_request/v/1").get_data(as_text=True)
+    assert form["start_request"] not in fresh  # every drawing of the page is a new start
 
 
 FAILING = definitions("""

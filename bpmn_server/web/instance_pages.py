@@ -4,6 +4,7 @@ links to verify the audit chain and export the instance's log."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from flask import Response, flash, redirect, request, stream_with_context, url_for
@@ -120,12 +121,25 @@ def verify_audit():
 
 @bp.post("/processes/<key>/v/<int:version>/start")
 def start_instance(key: str, version: int):
-    """Start an instance of this version (business key optional), then show it."""
+    """Start an instance of this version (business key optional), then show it. The form carries a key
+    made when the page was drawn: a double click or a resent form shows the instance the first
+    submission started instead of starting another (the same form sent with another business key is
+    another start)."""
     business_key = request.form.get("business_key", "").strip() or None
     try:
-        info = services().instances.start(key, version=version, principal=principal(), business_key=business_key)
+        info = services().instances.start(key, version=version, principal=principal(), business_key=business_key,
+                                          idempotency_key=_start_key(request.form.get("start_request", ""),
+                                                                     business_key))
     except BpmnServerError as error:
         flash(error.detail, "error")
         return redirect(url_for("web.process_version", key=key, version=version), 303)
     flash(f"Started {key} v{version}{f' for {business_key}' if business_key else ''}.", "success")
     return redirect(url_for("web.instance", instance_id=info.id), 303)
+
+
+def _start_key(form_key: str, business_key: str | None) -> str | None:
+    """The idempotency key of a start form's submission: its page's key and the business key sent."""
+    if not form_key.strip():
+        return None
+    digest = hashlib.sha256((business_key or "").encode()).hexdigest()[:16]
+    return f"web-start:{form_key.strip()[:64]}:{digest}"

@@ -3,6 +3,7 @@ and the version's XML (for download and for the modeler/viewer)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,7 @@ def process_version(key: str, version: int):
         startable=has_service("instances") and definition.executable and not definition.error_count
         and definition.retired_at is None,
         may_retire=definition.retired_at is None and (user.is_admin or definition.owner == user.username),
+        start_request=uuid.uuid4().hex,  # the start form's idempotency key: a second click starts nothing new
     )
 
 
