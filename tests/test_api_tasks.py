@@ -61,6 +61,11 @@ def test_refund_over_500_runs_end_to_end_through_the_api(client, people):
     done = client.post(f"/api/v1/tasks/{review['id']}/complete", headers=people["clerk"], json={"data": REVIEW})
     assert done.status_code == 200, done.json
     assert done.json["status"] == "completed" and done.json["completed_by"] == "clerk"
+    # sent again (its first answer lost): 409, saying who completed it and when, and nothing changes
+    again = client.post(f"/api/v1/tasks/{review['id']}/complete", headers=people["clerk"], json={"data": REVIEW})
+    assert again.status_code == 409 and again.mimetype == PROBLEM
+    assert again.json["completed_by"] == "clerk" and again.json["completed_at"] == done.json["completed_at"]
+    assert "already completed (by clerk at " in again.json["detail"]
 
     # over 500: the manager's approval appears, the accountant has nothing yet
     assert client.get("/api/v1/tasks", headers=people["accountant"]).json["total"] == 0

@@ -264,7 +264,7 @@ class TaskService:
         with self.database.query() as connection:
             task = self._load(connection, task_id)
         if task.status not in OPEN_STATUSES:
-            raise Conflict(f"task {task_id} is already {task.status}", task_status=task.status)
+            raise _settled(task)
         try:
             _require_completer(task, principal)
         except Forbidden as err:
@@ -491,9 +491,19 @@ def _require_completer(task: HumanTask, principal: Principal) -> None:
 def _require_open(task: HumanTask, status: str) -> None:
     """The task is open and its instance (whose ``status`` was read with it) is not suspended."""
     if task.status not in OPEN_STATUSES:
-        raise Conflict(f"task {task.id} is already {task.status}", task_status=task.status)
+        raise _settled(task)
     if status == "suspended":
         raise Conflict(f"the process instance of task {task.id} is suspended", instance_status=status)
+
+
+def _settled(task) -> Conflict:
+    """409 for a task that is no longer open, saying who completed it and when: a client whose first
+    completion's answer was lost can tell its own completion from someone else's."""
+    if task.status == TASK_COMPLETED and task.completed_by:
+        when = task.completed_at.isoformat() if task.completed_at else None
+        return Conflict(f"task {task.id} is already completed (by {task.completed_by}{f' at {when}' if when else ''})",
+                        task_status=task.status, completed_by=task.completed_by, completed_at=when)
+    return Conflict(f"task {task.id} is already {task.status}", task_status=task.status)
 
 
 def _spiff_task(command: Command, spiff_task_id: str):
