@@ -18,16 +18,23 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, delete, insert, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
 
 from ..errors import IdempotencyKeyReused, InvalidInput
 from ..store import Database
 from ..store.models import IdempotencyKey
+
+if TYPE_CHECKING:
+    from .commands import Command
+
+T = TypeVar("T")
 
 KEEP = timedelta(hours=24)
 PRUNE_INTERVAL = timedelta(minutes=10)
@@ -73,10 +80,26 @@ class IdempotentRequest:
     request: dict[str, Any]  # what a retry must repeat exactly (the kind of request included)
     now: datetime
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         canonical = json.dumps(self.request, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def once(self, work: Callable[[], T], replay: Callable[[Answer], T], *,
+             lost_race: tuple[type[Exception], ...] = (IntegrityError,)) -> T:
+        """``work()`` unless an earlier request with this key took effect; then ``replay`` of what it did.
+        ``work`` stores the key with its command (``remember``). A twin request that got there first makes
+        ``work`` fail with one of ``lost_race`` (its key INSERT, or what the twin already did); this
+        request then answers as the twin did."""
+        earlier = self.answered_before()
+        if earlier is None:
+            try:
+                return work()
+            except lost_race:
+                earlier = self.answered_before()
+                if earlier is None:
+                    raise
+        return replay(earlier)
 
     def answered_before(self) -> Answer | None:
         """What an earlier request with this key did (None: the key is new or expired);
@@ -91,13 +114,15 @@ class IdempotentRequest:
                 "use a new key for a new request", instance_id=row.instance_id)
         return Answer(row.instance_id, row.outcome)
 
-    def remember(self, session: Session, instance_id: str, outcome: str) -> None:
-        """Store the key with the command that did the work, in its transaction; a twin request that
-        stored it first makes the INSERT fail (IntegrityError), and the whole command rolls back."""
-        connection = session.connection()
+    def remember(self, command: Command, outcome: str) -> None:
+        """Store the key with the command that did the work (``outcome`` to its instance), in its
+        transaction; a twin request that stored it first makes the INSERT fail (IntegrityError), and the
+        whole command rolls back."""
+        connection = command.session.connection()
         connection.execute(_FORGET_IF_EXPIRED, {"owner": self.owner, "key": self.key, "since": self.now - KEEP})
         connection.execute(_REMEMBER, {"owner": self.owner, "key": self.key, "request_hash": self.fingerprint,
-                                       "instance_id": instance_id, "outcome": outcome, "created_at": self.now})
+                                       "instance_id": command.instance.id, "outcome": outcome,
+                                       "created_at": self.now})
 
 
 class IdempotencyKeys:

@@ -19,7 +19,6 @@ from typing import Any
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, func, select, union, update
-from sqlalchemy.exc import IntegrityError
 
 from ..audit import events
 from ..audit.service import AUDITOR_GROUP
@@ -99,23 +98,19 @@ class InstanceService:
         keyed = self.idempotency_keys.request(principal.username, idempotency_key, {
             "start": key, "version": version, "definition_id": definition_id, "business_key": business_key,
             "variables": variables}, self.clock.now())
-        earlier = keyed.answered_before()
-        if earlier is None:
-            def start_and_remember(command: Command) -> None:
-                keyed.remember(command.session, command.instance.id, idempotency.STARTED)
-                if action is not None:
-                    action(command)
 
-            try:
-                return self._start(key, principal, version, definition_id, business_key, variables,
-                                   start_and_remember)
-            except IntegrityError:  # a twin request with this key committed first: answer with its instance
-                earlier = keyed.answered_before()
-                if earlier is None:
-                    raise
-        info = self.get(earlier.instance_id)
-        info.replayed = True
-        return info
+        def start_and_remember(command: Command) -> None:
+            keyed.remember(command, idempotency.STARTED)
+            if action is not None:
+                action(command)
+
+        def replay(earlier: idempotency.Answer) -> InstanceInfo:
+            info = self.get(earlier.instance_id)
+            info.replayed = True
+            return info
+
+        return keyed.once(lambda: self._start(key, principal, version, definition_id, business_key, variables,
+                                              start_and_remember), replay)
 
     def _start(self, key, principal, version, definition_id, business_key, variables, action) -> InstanceInfo:
         definition = self.startable_definition(key, version=version, definition_id=definition_id)

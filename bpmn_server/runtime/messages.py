@@ -81,18 +81,13 @@ class MessageService:
         keyed = self.instances.idempotency_keys.request(principal.username, idempotency_key, {
             "message": name, "business_key": business_key, "correlation_keys": correlation_keys,
             "variables": variables}, self.instances.clock.now())
-        earlier = keyed.answered_before()
-        if earlier is None:
-            try:
-                return self._correlate(name, principal, business_key, correlation_keys, variables, False,
-                                       lambda command, outcome: keyed.remember(command.session, command.instance.id,
-                                                                               outcome))
-            except (Conflict, NotFound, IntegrityError):  # a twin request with this key took effect first?
-                earlier = keyed.answered_before()
-                if earlier is None:
-                    raise
-        return CorrelationResult(name, [earlier.instance_id], started=earlier.outcome == idempotency.STARTED,
-                                 replayed=True)
+        # a twin that delivered first leaves nobody waiting (409 after the retries, or 404 when nothing
+        # starts with the message) or makes the key's INSERT fail
+        return keyed.once(
+            lambda: self._correlate(name, principal, business_key, correlation_keys, variables, False, keyed.remember),
+            lambda earlier: CorrelationResult(name, [earlier.instance_id], replayed=True,
+                                              started=earlier.outcome == idempotency.STARTED),
+            lost_race=(Conflict, NotFound, IntegrityError))
 
     def _correlate(self, name: str, principal: Principal, business_key: str | None, correlation_keys: dict[str, Any],
                    variables: dict[str, Any], all: bool, remember: Remember | None) -> CorrelationResult:
