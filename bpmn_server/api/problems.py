@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, json, request
+from flask import Response, json, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BpmnServerError, Forbidden
+from ..flask_app import record_refusal
 from ..store import RETRY_AFTER_SECONDS, is_database_lost
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -35,13 +36,6 @@ def from_domain_error(error: BpmnServerError) -> Response:
     # members of the problem itself win over same-named extras (e.g. a Conflict's ``status`` of an instance)
     extra = {k: v for k, v in error.extra.items() if k not in ("status", "type", "title", "detail", "headers")}
     return problem_response(error.status, error.type, error.title, error.detail, headers=headers, **extra)
-
-
-def record_refusal(error: Forbidden) -> None:
-    """Every refused request lands in the audit log once, whoever refused it (API and pages)."""
-    principal = g.get("principal")
-    actor = principal.username if principal is not None else "anonymous"
-    current_app.extensions["bpmn_server"].audit.record_refusal(error, actor, f"{request.method} {request.path}")
 
 
 def database_unavailable(detail: str = "the database is unreachable or restarting; try again shortly") -> Response:

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BpmnServerError, Forbidden, Unauthenticated
+from ..flask_app import record_refusal
 from ..identity.principal import Principal
 from ..store import RETRY_AFTER_SECONDS, is_database_lost
 from .security import signed_in_principal
@@ -78,9 +79,7 @@ def _unauthenticated(error: Unauthenticated):
 @bp.errorhandler(BpmnServerError)
 def _domain_error(error: BpmnServerError):
     if isinstance(error, Forbidden):  # refusals are audited once, as the API does
-        user = g.get("principal")
-        current_app.extensions["bpmn_server"].audit.record_refusal(
-            error, user.username if user else "anonymous", f"{request.method} {request.path}")
+        record_refusal(error)
     return render("error.html", error.status, title=error.title, detail=error.detail, code=error.status)
 
 
