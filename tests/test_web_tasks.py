@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from bpmn_server.identity.principal import Principal
 from tests.conftest import DIAGRAMS_DIR
 from tests.models import definitions
 from tests.web_support import csrf_from, fast_password_hashing, page_token, sign_in
@@ -179,6 +180,9 @@ def test_an_instance_page_is_for_the_people_of_the_case(client, services, refund
     assert f'data-instance-id="{refund.id}"' not in client.get("/instances").get_data(as_text=True)
     refused = client.get(f"/instances/{refund.id}")
     assert refused.status_code == 403 and "may not see process instance" in refused.get_data(as_text=True)
+    denied = services.audit.list_events(Principal("root", is_admin=True), event_type="permission-denied").items
+    assert [(e.actor, e.data["action"], e.instance_id) for e in denied] == [
+        ("manager", f"GET /instances/{refund.id}", refund.id)]  # the page's refusal is audited, once
     assert _instance_count(client) == 0  # the version page counts what the instance list would show
 
     clerk = services.identity.principal_for("clerk")
