@@ -49,6 +49,14 @@ class Services:
         self.scheduler = None
         self.wire_people()
 
+    def count_expensive_request(self, bucket: str) -> None:
+        """Count one expensive request (an upload, an audit export or verification, an SOP export) of
+        the caller whose bucket this is, for the API and the web pages alike; ``RateLimited`` once
+        ``rate_limit_expensive_per_minute`` is used up."""
+        from .store.rate_limits import expensive_requests
+
+        self.rate_limits.hit((bucket, expensive_requests(self.settings.rate_limit_expensive_per_minute)))
+
     def wire_people(self) -> None:
         """Let every command notify people (task created/assigned, reminders, escalations, failures)."""
         from .runtime.reminders import PeopleListener

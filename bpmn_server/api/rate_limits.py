@@ -12,7 +12,7 @@ from flask import Response, request
 from ..errors import RateLimited
 from ..identity import Principal
 from ..identity.service import hash_token
-from ..store.rate_limits import bucket, expensive_requests, expensive_user_bucket
+from ..store.rate_limits import bucket, expensive_user_bucket
 from .arguments import Blueprint
 from .auth import current_principal, services
 from .problems import PROBLEM_MEDIA_TYPE, from_domain_error
@@ -43,8 +43,7 @@ def expensive(blp: Blueprint):
 
 def count_expensive_request(principal: Principal) -> None:
     """Count one expensive request of this caller; ``RateLimited`` when its limit is reached."""
-    limit = expensive_requests(services().settings.rate_limit_expensive_per_minute)
-    services().rate_limits.hit((caller_bucket(principal), limit))
+    services().count_expensive_request(caller_bucket(principal))
 
 
 def caller_bucket(principal: Principal) -> str:

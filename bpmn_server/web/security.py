@@ -17,7 +17,7 @@ from flask import Flask, abort, current_app, g, request, session
 
 from ..errors import NotFound, Unauthenticated
 from ..identity.principal import Principal
-from ..store.rate_limits import Hit, Limit, RateLimiter, bucket, expensive_requests, expensive_user_bucket
+from ..store.rate_limits import Hit, Limit, RateLimiter, bucket, expensive_user_bucket
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -150,9 +150,7 @@ def _security_headers(response):
 def count_expensive_page(username: str) -> None:
     """Count an upload or a modeler save against the user's limit of expensive requests — the same
     budget as the user's expensive API calls on the session; ``RateLimited`` once it is used up."""
-    services = current_app.extensions["bpmn_server"]
-    services.rate_limits.hit(
-        (expensive_user_bucket(username), expensive_requests(services.settings.rate_limit_expensive_per_minute)))
+    current_app.extensions["bpmn_server"].count_expensive_request(expensive_user_bucket(username))
 
 
 def init_app(app: Flask) -> None:
