@@ -30,15 +30,17 @@ ADMINS_GROUP = "admins"
 _passwords = PasswordHasher()
 
 
-# the user with one row per group (a user in no group: one row, group_name NULL)
+# the user with one row per group (a user in no group: one row, group_name NULL); the lookups below are
+# built once with bound values, since one runs for every request
 _PRINCIPAL_QUERY = (
     select(User.username, User.active, User.is_admin, Membership.group_name)
     .outerjoin(Membership, Membership.username == User.username)
 )
+_USER_QUERY = _PRINCIPAL_QUERY.where(User.username == bindparam("username"))  # every page a browser asks for
 _TOKEN_QUERY = (
     _PRINCIPAL_QUERY.add_columns(ApiToken.revoked_at, ApiToken.expires_at)
     .join(ApiToken, ApiToken.username == User.username)
-    .where(ApiToken.token_hash == bindparam("token_hash"))  # built once: every API request runs it
+    .where(ApiToken.token_hash == bindparam("token_hash"))  # every API request
 )
 
 
@@ -177,12 +179,11 @@ class IdentityService:
 
     def principal_for(self, username: str, *, session: Session | None = None) -> Principal:
         """The principal of an existing, active user (one SELECT: the user with its groups)."""
-        statement = _PRINCIPAL_QUERY.where(User.username == username)
         if session is None:
             with self.database.query() as connection:
-                rows = connection.execute(statement).all()
+                rows = connection.execute(_USER_QUERY, {"username": username}).all()
         else:
-            rows = session.execute(statement).all()
+            rows = session.execute(_USER_QUERY, {"username": username}).all()
         if not rows:
             raise NotFound(f"there is no user '{username}'")
         return _principal(rows)
