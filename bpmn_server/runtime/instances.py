@@ -11,6 +11,7 @@ case, not for every signed-in user. Lists show only what the principal may read.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -330,7 +331,7 @@ class InstanceService:
             conditions.append(ProcessInstance.started_at < started_before)
         params = {}
         if principal is not None and not sees_every_instance(principal):
-            conditions.append(_readable_by(principal))
+            conditions.append(_readable(bool(principal.groups)))
             params = principal_params(principal)
         query = query.where(*conditions)
         with self.database.read() as session:
@@ -350,10 +351,8 @@ class InstanceService:
         if instance is None:
             raise NotFound(f"there is no process instance {instance_id}", instance_id=instance_id)
         if principal is not None and not sees_every_instance(principal):
-            readable = session.scalar(
-                select(ProcessInstance.id)
-                .join(ProcessDefinition, ProcessInstance.definition_id == ProcessDefinition.id)
-                .where(ProcessInstance.id == instance_id, _readable_by(principal)), principal_params(principal))
+            readable = session.scalar(_readable_one(bool(principal.groups)),
+                                      {**principal_params(principal), "instance_id": instance_id})
             if readable is None:
                 raise Forbidden(f"{principal.username} may not see process instance {instance_id}: it is for "
                                 "whoever started it, owns its process, works or may take one of its tasks, "
@@ -394,18 +393,26 @@ def sees_every_instance(principal: Principal) -> bool:
     return principal.is_admin or principal.is_system or AUDITOR_GROUP in principal.groups
 
 
-def _readable_by(principal: Principal):
+@functools.cache
+def _readable(has_groups: bool):
     """SQL over ``process_instance``: the principal (values bound by ``principal_params``) started the
     instance, owns its process, or is involved in one of its tasks. One set of instance ids, each part
-    found from its own table once (not a probe per instance row), which the instance query semi-joins."""
+    found from its own table once (not a probe per instance row), which the instance query semi-joins;
+    built once per shape, all values bound."""
     username = bindparam("username")
     readable = union(
         select(ProcessInstance.id).where(ProcessInstance.started_by == username),
         select(ProcessInstance.id).where(ProcessInstance.definition_id.in_(
             select(ProcessDefinition.id).where(ProcessDefinition.owner == username))),
-        *involved_instances(bool(principal.groups)),
+        *involved_instances(has_groups),
     )
     return ProcessInstance.id.in_(readable)
+
+
+@functools.cache
+def _readable_one(has_groups: bool):
+    """The id of the bound ``instance_id`` if the principal may read it (``_readable``)."""
+    return select(ProcessInstance.id).where(ProcessInstance.id == bindparam("instance_id"), _readable(has_groups))
 
 
 # -- variables and activities -------------------------------------------------------------------
